@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.models import ApiToken, InstalledLicense, Profile, ProfileKind
+
+
+def profile_kind(user) -> str:
+    """The user's profile; superusers count as coders, users without a row as designers."""
+    if user.is_superuser:
+        return ProfileKind.CODER
+    try:
+        return user.cadenza_profile.kind
+    except Profile.DoesNotExist:
+        return ProfileKind.DESIGNER
+
+
+def seats_used(kind: str, *, exclude_user=None) -> int:
+    profiles = Profile.objects.filter(kind=kind, user__is_active=True)
+    if exclude_user is not None:
+        profiles = profiles.exclude(user=exclude_user)
+    return profiles.count()
+
+
+def profile_check_seat(*, user, kind: str) -> None:
+    """Raise ValidationError if giving ``user`` the profile ``kind`` would exceed the seats."""
+    from apps.accounts.license import active_license
+
+    if kind not in ProfileKind.values:
+        raise ValidationError({"kind": f"Unknown profile {kind!r}."})
+    limit = active_license().seat_limit(kind)
+    if limit is None or (user.pk and Profile.objects.filter(user=user, kind=kind).exists()):
+        return
+    if seats_used(kind, exclude_user=user if user.pk else None) >= limit:
+        raise ValidationError(
+            {"kind": f"All {limit} {kind} seats of the license are taken."}, code="seats"
+        )
+
+
+@transaction.atomic
+def profile_assign(*, user, kind: str) -> Profile:
+    """Give ``user`` a profile, within the seats the license grants (ValidationError if full)."""
+    # Serialise seat counting: concurrent assignments queue on the license row.
+    list(InstalledLicense.objects.select_for_update().order_by("-installed_at", "-id")[:1])
+    profile_check_seat(user=user, kind=kind)
+    profile, _ = Profile.objects.update_or_create(user=user, defaults={"kind": kind})
+    user.__dict__.pop("_cadenza_roles", None)
+    return profile
+
+
+def token_create(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
+    """Create a token and return it with its key; the key is never retrievable again."""
+    key = ApiToken.new_key()
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=key[4 : 4 + ApiToken.PREFIX_LENGTH],
+        key_hash=ApiToken.hash_key(key),
+        expires_at=expires_at,
+    )
+    return token, key
+
+
+def token_authenticate(key: str) -> ApiToken | None:
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=ApiToken.hash_key(key), user__is_active=True)
+        .first()
+    )
+    if token is None or (token.expires_at and token.expires_at <= timezone.now()):
+        return None
+    # Touch at most once a minute so that a busy script does not write on every request.
+    now = timezone.now()
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token

@@ -1,0 +1,55 @@
+"""The one-process mode: ASGI server, Celery worker and beat in one Python process.
+
+Layout from shared/notes/embedded-mode.md: the worker owns the main thread (and with it
+SIGINT/SIGTERM, for a warm shutdown), uvicorn serves from a daemon thread, beat runs as an
+embedded thread service. The in-memory broker is shared by every thread of the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import uvicorn
+from celery.beat import EmbeddedService
+from django.conf import settings
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from config.celery import app
+
+log = logging.getLogger(__name__)
+
+
+def serve(*, host: str, port: int, concurrency: int = 4) -> None:
+    server = uvicorn.Server(
+        uvicorn.Config(
+            "config.asgi:application",
+            host=host,
+            port=port,
+            lifespan="off",
+            log_level="info",
+            access_log=False,
+        )
+    )
+    # uvicorn must not install signal handlers from a non-main thread.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    web = threading.Thread(target=server.run, name="asgi", daemon=True)
+    beat = EmbeddedService(app, thread=True, scheduler_cls=DatabaseScheduler)
+    worker = app.Worker(
+        pool_cls="threads",
+        concurrency=concurrency,
+        without_mingle=True,
+        without_gossip=True,
+        without_heartbeat=True,
+        loglevel=settings.LOGGING["root"]["level"],
+        hostname=f"embedded@{host}:{port}",
+    )
+    web.start()
+    beat.start()
+    log.info("Cadenza (embedded) serving on http://%s:%s", host, port)
+    try:
+        worker.start()  # blocks until SIGINT/SIGTERM, then finishes tasks in flight
+    finally:
+        beat.stop()
+        server.should_exit = True
+        web.join(timeout=10)

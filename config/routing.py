@@ -1,0 +1,2 @@
+# WebSocket routes; the runs app adds the live-log consumer here.
+websocket_urlpatterns: list = []

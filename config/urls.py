@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from apps.accounts.api import ApiTokenViewSet, license_view, me_view
+from apps.projects.api import MembershipViewSet, ProjectViewSet
+from apps.system.views import health
+
+router = SimpleRouter()
+router.register("projects", ProjectViewSet, basename="project")
+router.register("tokens", ApiTokenViewSet, basename="token")
+
+project_router = SimpleRouter()
+project_router.register("memberships", MembershipViewSet, basename="membership")
+
+api_v1 = [
+    path("", include(router.urls)),
+    path("projects/<str:project_key>/", include(project_router.urls)),
+    path("license/", license_view, name="license"),
+    path("me/", me_view, name="me"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="api")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("health/", health, name="health"),
+    path("", include("apps.accounts.urls")),
+]
