@@ -125,6 +125,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 # Serve straight from the app and project folders when collectstatic has not run.
 WHITENOISE_USE_FINDERS = not STATIC_ROOT.joinpath("admin").exists()
 

@@ -18,6 +18,11 @@ def make_user(username: str, *, profile: str = ProfileKind.DESIGNER, **extra):
     return user
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def project(db):
     return Project.objects.create(key="SALES", name="Sales", description="Sales data")

@@ -51,12 +51,19 @@ class CadenzaUserAdmin(UserAdmin):
     def save_formset(self, request, form, formset, change):
         if formset.model is not Profile:
             return super().save_formset(request, form, formset, change)
-        # Through the service, which re-checks the seats under a lock.
+        # Through the service, which re-checks the seats under a lock. The admin's change
+        # message reads what formset.save() would have recorded, so record it here too.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for profile_form in formset.forms:
             if profile_form.has_changed() or not profile_form.instance.pk:
                 kind = profile_form.cleaned_data.get("kind")
                 if kind:
-                    profile_assign(user=form.instance, kind=kind)
+                    existed = bool(profile_form.instance.pk)
+                    profile = profile_assign(user=form.instance, kind=kind)
+                    if existed:
+                        formset.changed_objects.append((profile, profile_form.changed_data))
+                    else:
+                        formset.new_objects.append(profile)
 
 
 class ApiTokenForm(forms.ModelForm):

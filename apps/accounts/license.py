@@ -119,7 +119,7 @@ def _check_payload(payload: dict) -> None:
         raise LicenseError("The license names no licensee.")
     try:
         _expiry(payload)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a non-string date, e.g. 20990101
         raise LicenseError(f"Bad expiry date {payload.get('expires_at')!r}.") from None
     seats = payload.get("seats", {})
     if not isinstance(seats, dict) or any(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 
 from apps.projects import permissions
 from apps.projects.models import Membership, Project, Role
@@ -22,6 +23,11 @@ class ProjectScopedAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return permissions.for_user(super().get_queryset(request), request.user, "view")
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        # Django redirects to the index with "doesn't exist"; non-members get a plain 404,
+        # the same answer as for an object that really does not exist.
+        raise Http404
 
     def has_module_permission(self, request):
         return permissions.projects_for(request.user, "view", self.model).exists()

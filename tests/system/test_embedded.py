@@ -1,0 +1,149 @@
+"""The one-process mode as `make run` runs it: SQLite, memory broker, web + worker + beat."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from devstack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BOUND = 40  # seconds for any one wait below
+
+pytestmark = [pytest.mark.worker, pytest.mark.timeout(90)]
+
+
+def _embedded_env(var_dir: Path) -> dict[str, str]:
+    """No DATABASE_URL/REDIS_URL/SECRET_KEY: what a new user has on a fresh machine."""
+    env = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    env.update(CADENZA_VAR_DIR=str(var_dir), CADENZA_HEARTBEAT_SECONDS="1", LOG_LEVEL="INFO")
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stderr}"
+    return result.stdout
+
+
+def _poll(check, what: str, log: Path):
+    """Call check() until it returns something truthy, for at most BOUND seconds."""
+    deadline, last = time.monotonic() + BOUND, None
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except requests.RequestException as error:
+            found, last = None, error
+        if found:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"{what} within {BOUND} s (last: {last!r})\n--- serve log ---\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+
+
+@pytest.fixture
+def embedded(tmp_path):
+    """A migrated installation with its admin, served by `manage.py serve` in one process."""
+    env = _embedded_env(tmp_path / "var")
+    _manage(env, "migrate", "--noinput", "-v0")
+    _manage(env, "collectstatic", "--noinput", "-v0")
+    created = _manage(env, "ensure_admin")
+    port, log = free_port(), tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield {
+            "process": process,
+            "url": f"http://127.0.0.1:{port}",
+            "log": log,
+            "env": env,
+            "ensure_admin": created,
+        }
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_ensure_admin_prints_the_login_once(embedded):
+    assert "Created the admin account: admin" in embedded["ensure_admin"]
+    assert re.search(r"password \(shown once.*\): \S{12,}", embedded["ensure_admin"])
+    again = _manage(embedded["env"], "ensure_admin")
+    assert "An admin account exists already" in again
+
+
+def test_serve_runs_web_worker_and_beat_in_one_process(embedded):
+    url, process, log = embedded["url"], embedded["process"], embedded["log"]
+
+    def healthy():
+        assert process.poll() is None, f"serve exited with {process.returncode}:\n{_tail(log)}"
+        response = requests.get(f"{url}/health/", timeout=5)
+        return response.json() if response.status_code == 200 else None
+
+    report = _poll(healthy, "/health/ did not answer 200 (beat, worker and database ok)", log)
+    assert report["mode"] == "embedded"
+    assert report["database"] == {"ok": True, "vendor": "sqlite"}
+    assert report["worker"]["ok"] is True
+    # The ping task, sent from a web request, ran in the serving process itself.
+    assert report["worker"]["pid"] == process.pid
+    assert report["beat"]["ok"] is True
+
+    login = requests.get(f"{url}/admin/login/", timeout=5)
+    assert login.status_code == 200
+    assert 'name="csrfmiddlewaretoken"' in login.text
+    schema = requests.get(f"{url}/api/schema/", timeout=5)
+    assert schema.status_code == 200
+    assert "openapi" in schema.text
+    css = requests.get(f"{url}/static/admin/css/base.css", timeout=5)
+    assert css.status_code == 200
+    assert "text/css" in css.headers["Content-Type"]
+
+    process.send_signal(signal.SIGTERM)
+    try:
+        returncode = process.wait(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"serve still running {BOUND} s after SIGTERM:\n{_tail(log)}")
+    assert returncode == 0, _tail(log)
+
+
+def test_the_printed_admin_password_logs_in(embedded):
+    url, log = embedded["url"], embedded["log"]
+    password = re.search(r"change it after login\): (\S+)", embedded["ensure_admin"]).group(1)
+    session = requests.Session()
+    form = _poll(
+        lambda: session.get(f"{url}/admin/login/", timeout=5).text, "no login page", log
+    )
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    response = session.post(
+        f"{url}/admin/login/?next=/admin/",
+        data={"csrfmiddlewaretoken": token, "username": "admin", "password": password},
+        headers={"Referer": f"{url}/admin/login/"},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    assert response.url == f"{url}/admin/"
+    assert "Site administration" in response.text
