@@ -68,6 +68,8 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.projects",
     "apps.system",
+    "apps.scenarios",
+    "apps.runs",
 ]
 
 MIDDLEWARE = [
@@ -208,3 +210,30 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Scenarios, runs and the sandbox -------------------------------------------------------------
+CADENZA_SANDBOX_USER = env_str("CADENZA_SANDBOX_USER", "nobody")  # used when running as root
+CADENZA_SANDBOX_PYTHON = env_str("CADENZA_SANDBOX_PYTHON")
+CADENZA_SANDBOX_TIMEOUT = env_int("CADENZA_SANDBOX_TIMEOUT", 3600, minimum=1)
+CADENZA_SANDBOX_MEMORY_MB = env_int("CADENZA_SANDBOX_MEMORY_MB", 2048, minimum=64)
+CADENZA_SANDBOX_FILE_MB = env_int("CADENZA_SANDBOX_FILE_MB", 1024, minimum=1)
+CADENZA_SANDBOX_PROCESSES = env_int("CADENZA_SANDBOX_PROCESSES", 64, minimum=1)
+CADENZA_ALLOW_SHELL = env_bool("CADENZA_ALLOW_SHELL", False)
+# A run whose heartbeat is older than this is failed as "worker lost" by the reaper.
+CADENZA_RUN_HEARTBEAT_SECONDS = env_int("CADENZA_RUN_HEARTBEAT_SECONDS", 5, minimum=1)
+CADENZA_REAPER_TIMEOUT = env_int("CADENZA_REAPER_TIMEOUT", 60, minimum=2)
+CADENZA_REDISPATCH_AFTER = env_int("CADENZA_REDISPATCH_AFTER", 30, minimum=1)
+CADENZA_SWEEP_SECONDS = env_int("CADENZA_SWEEP_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["runs-sweep"] = {
+    "task": "runs.sweep",
+    "schedule": float(CADENZA_SWEEP_SECONDS),
+}
+# Databases that SQL steps may use: "name=URL,name2=URL2" (names are what steps refer to).
+CADENZA_SQL_CONNECTIONS = {}
+for _item in env_list("CADENZA_SQL_CONNECTIONS", []):
+    _name, _, _url = _item.partition("=")
+    if not _name or not _url:
+        raise ImproperlyConfigured(f"CADENZA_SQL_CONNECTIONS item {_item!r}: use name=URL.")
+    CADENZA_SQL_CONNECTIONS[_name] = f"sql_{_name}"
+    DATABASES[f"sql_{_name}"] = database_from_url(_url, name=f"CADENZA_SQL_CONNECTIONS[{_name}]")
+CADENZA_ABORT_POLL_SECONDS = 0.25  # how often a running run looks for an abort request

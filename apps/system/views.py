@@ -25,7 +25,9 @@ def _database() -> dict:
 def _worker(timeout: float) -> dict:
     started = time.perf_counter()
     try:
-        answer = ping.apply_async().get(timeout=timeout)
+        # Embedded mode: the worker's thread pool sets Celery's process-wide "never join a
+        # result inside a task" guard, and this web request shares its process. It is no task.
+        answer = ping.apply_async().get(timeout=timeout, disable_sync_subtasks=False)
     except CeleryTimeout:
         return {"ok": False, "error": f"no worker answered within {timeout:g} s"}
     except Exception as error:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from apps.accounts.license import gate
 from apps.accounts.models import ProfileKind
-
 from tests.conftest import make_user
 
 

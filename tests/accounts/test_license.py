@@ -19,7 +19,6 @@ from apps.accounts.license import (
     verify,
 )
 from apps.accounts.models import InstalledLicense
-
 from tests.accounts.conftest import FAR_FUTURE, tamper
 
 
@@ -31,9 +30,7 @@ def test_no_license_means_community(db):
 
 
 def test_valid_document_verifies_and_becomes_the_active_license(db, issue_license):
-    document = issue_license(
-        "team", features=["beta.reports"], seats={"designer": 5, "coder": 1}
-    )
+    document = issue_license("team", features=["beta.reports"], seats={"designer": 5, "coder": 1})
     assert verify(document)["edition"] == "team"
 
     installed = license_install(document)

@@ -100,8 +100,26 @@ def test_issue_refuses_bad_seats(tmp_path):
     private_key = tmp_path / "vendor.pem"
     keygen(private_key)
     with pytest.raises(CommandError, match="PROFILE=COUNT"):
-        run("issue", "--private-key", str(private_key), "--edition", "team",
-            "--licensee", "ACME", "--seats", "designer=many")
+        run(
+            "issue",
+            "--private-key",
+            str(private_key),
+            "--edition",
+            "team",
+            "--licensee",
+            "ACME",
+            "--seats",
+            "designer=many",
+        )
     with pytest.raises(CommandError, match="Seats must map"):
-        run("issue", "--private-key", str(private_key), "--edition", "team",
-            "--licensee", "ACME", "--seats", "admin=3")
+        run(
+            "issue",
+            "--private-key",
+            str(private_key),
+            "--edition",
+            "team",
+            "--licensee",
+            "ACME",
+            "--seats",
+            "admin=3",
+        )

@@ -154,7 +154,10 @@ def test_database_from_url_hides_the_password_in_errors():
 
 @pytest.mark.parametrize(
     ("url", "path"),
-    [("sqlite:///var/cadenza.sqlite3", "var/cadenza.sqlite3"), ("sqlite:////srv/c.db", "/srv/c.db")],
+    [
+        ("sqlite:///var/cadenza.sqlite3", "var/cadenza.sqlite3"),
+        ("sqlite:////srv/c.db", "/srv/c.db"),
+    ],
 )
 def test_database_from_url_reads_sqlite_paths(url, path):
     database = database_from_url(url)

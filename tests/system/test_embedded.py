@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -42,15 +43,15 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 
 def _poll(check, what: str, log: Path):
-    """Call check() until it returns something truthy, for at most BOUND seconds."""
+    """Call check() until it returns (True, value), for at most BOUND seconds."""
     deadline, last = time.monotonic() + BOUND, None
     while time.monotonic() < deadline:
         try:
-            found = check()
+            done, last = check()
         except requests.RequestException as error:
-            found, last = None, error
-        if found:
-            return found
+            done, last = False, error
+        if done:
+            return last
         time.sleep(0.2)
     pytest.fail(f"{what} within {BOUND} s (last: {last!r})\n--- serve log ---\n{_tail(log)}")
 
@@ -59,40 +60,41 @@ def _tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
 
 
-@pytest.fixture
-def embedded(tmp_path):
-    """A migrated installation with its admin, served by `manage.py serve` in one process."""
-    env = _embedded_env(tmp_path / "var")
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory):
+    """A fresh installation, set up with the commands `make run` runs before serving."""
+    var_dir = tmp_path_factory.mktemp("embedded") / "var"
+    env = _embedded_env(var_dir)
     _manage(env, "migrate", "--noinput", "-v0")
     _manage(env, "collectstatic", "--noinput", "-v0")
-    created = _manage(env, "ensure_admin")
+    return {"env": env, "var_dir": var_dir, "ensure_admin": _manage(env, "ensure_admin")}
+
+
+@pytest.fixture
+def embedded(installation, tmp_path):
+    """`manage.py serve` on a free port, killed at the end whatever happened."""
     port, log = free_port(), tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(port)],
             cwd=ROOT,
-            env=env,
+            env=installation["env"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
-        yield {
-            "process": process,
-            "url": f"http://127.0.0.1:{port}",
-            "log": log,
-            "env": env,
-            "ensure_admin": created,
-        }
+        yield {"process": process, "url": f"http://127.0.0.1:{port}", "log": log}
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
 
 
-def test_ensure_admin_prints_the_login_once(embedded):
-    assert "Created the admin account: admin" in embedded["ensure_admin"]
-    assert re.search(r"password \(shown once.*\): \S{12,}", embedded["ensure_admin"])
-    again = _manage(embedded["env"], "ensure_admin")
+def test_ensure_admin_prints_the_login_once(installation):
+    assert "Created the admin account: admin" in installation["ensure_admin"]
+    assert re.search(r"password \(shown once.*\): \S{12,}", installation["ensure_admin"])
+    assert (installation["var_dir"] / "secret_key").stat().st_mode & 0o077 == 0
+    again = _manage(installation["env"], "ensure_admin")
     assert "An admin account exists already" in again
 
 
@@ -102,9 +104,9 @@ def test_serve_runs_web_worker_and_beat_in_one_process(embedded):
     def healthy():
         assert process.poll() is None, f"serve exited with {process.returncode}:\n{_tail(log)}"
         response = requests.get(f"{url}/health/", timeout=5)
-        return response.json() if response.status_code == 200 else None
+        return response.status_code == 200, response.text
 
-    report = _poll(healthy, "/health/ did not answer 200 (beat, worker and database ok)", log)
+    report = json.loads(_poll(healthy, "/health/ did not answer 200", log))
     assert report["mode"] == "embedded"
     assert report["database"] == {"ok": True, "vendor": "sqlite"}
     assert report["worker"]["ok"] is True
@@ -130,12 +132,13 @@ def test_serve_runs_web_worker_and_beat_in_one_process(embedded):
     assert returncode == 0, _tail(log)
 
 
-def test_the_printed_admin_password_logs_in(embedded):
+def test_the_printed_admin_password_logs_in(installation, embedded):
     url, log = embedded["url"], embedded["log"]
-    password = re.search(r"change it after login\): (\S+)", embedded["ensure_admin"]).group(1)
+    printed = installation["ensure_admin"]
+    password = re.search(r"change it after login\): (\S+)", printed).group(1)
     session = requests.Session()
     form = _poll(
-        lambda: session.get(f"{url}/admin/login/", timeout=5).text, "no login page", log
+        lambda: (True, session.get(f"{url}/admin/login/", timeout=5).text), "no login", log
     )
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
     response = session.post(

@@ -1,0 +1,331 @@
+"""The runner: the only code that walks steps and records their results (DESIGN §5).
+
+A run executes in the worker thread that claimed it. Each step runs in a thread of its own
+so that the runner can enforce timeouts and aborts; steps that run child processes (Python,
+shell) kill them as soon as their ``cancel`` event is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import traceback
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from apps.runs.events import publish_run_state
+from apps.runs.logs import LogWriter
+from apps.runs.models import Run, RunStatus, StepRun
+from apps.runs.services import run_claim, run_finish
+from apps.runs.step_context import StepContext
+from apps.scenarios.expressions import ExpressionError, evaluate
+from apps.scenarios.models import Step, variable_name
+from apps.scenarios.steps import StepError, StepResult, get_step_type, validate_params
+
+log = logging.getLogger(__name__)
+SEVERITY = {"success": 0, "warning": 1, "failed": 2}
+SCRIPT_STEP = {
+    "name": "script",
+    "type": "python",
+    "enabled": True,
+    "run_condition": "always",
+    "retries": 0,
+    "timeout_seconds": None,
+    "warnings_as": "warning",
+    "proceed_on_failure": False,
+    "reset_failure_state": False,
+    "condition_outcomes": [],
+    "condition_expression": "",
+    "retry_delay_seconds": 0,
+    "retry_backoff": 1.0,
+}
+
+
+def run_execute(run_id: int) -> None:
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if not run_claim(run_id, worker):
+        return
+    run = Run.objects.select_related("scenario", "project", "run_as").get(pk=run_id)
+    publish_run_state(run)
+    runner = Runner(run)
+    status, message = RunStatus.FAILED, "Internal error"
+    try:
+        status, message = runner.execute()
+    except Exception as error:  # the run must end, whatever happened
+        log.exception("run %s crashed", run_id)
+        runner.log(f"Internal error: {error}", level="error")
+        message = f"Internal error: {type(error).__name__}: {error}"
+    finally:
+        runner.close()
+        run_finish(run_id, status, message, variables=runner.scenario_variables)
+
+
+class Runner:
+    def __init__(self, run: Run):
+        self.run, self.scenario, self.project = run, run.scenario, run.project
+        self.user = run.run_as
+        self.writer = LogWriter(run.pk)
+        self.abort = threading.Event()
+        self.timed_out = False
+        self.outcome = "success"
+        self.step_outcomes: dict[str, str] = {}
+        self.step_outputs: dict[str, object] = {}
+        self.project_variables = dict(self.project.variables)
+        self.scenario_variables = dict(run.variables)
+        self.position = 0
+        timeout = run.definition["scenario"].get("run_timeout_seconds")
+        self.deadline = run.started_at + timedelta(seconds=timeout) if timeout else None
+        self._watching = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name=f"run-{run.pk}", daemon=True)
+        self._watcher.start()
+
+    # -- the walk ------------------------------------------------------------------------------
+
+    def execute(self) -> tuple[str, str]:
+        definition = self.run.definition
+        self.log(
+            f"Run #{self.run.number} of {self.scenario} started by {self.run.trigger_kind}"
+            f"{f' ({self.run.trigger_name})' if self.run.trigger_name else ''}, "
+            f"as {self.user or 'nobody'}"
+        )
+        if definition["scenario"]["kind"] == "python":
+            steps = [{**SCRIPT_STEP, "params": {"code": definition["scenario"]["script"]}}]
+        else:
+            steps = definition["steps"]
+        for step in steps:
+            if self.abort.is_set():
+                break
+            self.run_step(step)
+        return self._final()
+
+    def _final(self) -> tuple[str, str]:
+        if self.timed_out:
+            return RunStatus.FAILED, "The run timed out."
+        if self.abort.is_set():
+            return RunStatus.ABORTED, "Aborted on request."
+        failed = [name for name, outcome in self.step_outcomes.items() if outcome == "failed"]
+        message = f"Failed step(s): {', '.join(failed)}" if self.outcome == "failed" else ""
+        return self.outcome, message
+
+    def run_step(self, step: dict) -> StepRun | None:
+        position, self.position = self.position, self.position + 1
+        if not step.get("enabled", True):
+            return self._record_skip(position, step, "disabled")
+        if step.get("reset_failure_state"):
+            self.outcome = "success"
+        try:
+            go, why = self._should_run(step)
+        except ExpressionError as error:
+            go, why = None, f"Run condition error: {error}"
+        if go is None:
+            step_run = self._record_skip(position, step, why, status="failed")
+            self._account(step, "failed", None)
+            return step_run
+        if not go:
+            return self._record_skip(position, step, why)
+        return self._run_with_retries(position, step)
+
+    def run_nested_step(self, step_type: str, params: dict, name: str | None) -> dict:
+        """A step asked for by a script (``scenario.run_step``): recorded like any other."""
+        try:
+            get_step_type(step_type)
+        except KeyError:
+            raise StepError(f"Unknown step type {step_type!r}.") from None
+        step = {
+            **SCRIPT_STEP,
+            "run_condition": "always",
+            "type": step_type,
+            "params": params,
+            "name": name or f"{step_type}_{self.position}",
+        }
+        step_run = self._run_with_retries(self.position, step)
+        self.position += 1
+        step_run.refresh_from_db()
+        return {"status": step_run.status, "output": step_run.output, "message": step_run.message}
+
+    def _should_run(self, step: dict) -> tuple[bool, str]:
+        condition = step.get("run_condition", Step.Condition.NO_PRIOR_FAILURE)
+        if condition == Step.Condition.ALWAYS:
+            return True, ""
+        if condition == Step.Condition.NO_PRIOR_FAILURE:
+            return self.outcome != "failed", "a prior step failed"
+        if condition == Step.Condition.PRIOR_FAILURE:
+            return self.outcome == "failed", "no prior step failed"
+        if condition == Step.Condition.OUTCOME_IN:
+            allowed = step.get("condition_outcomes") or []
+            return self.outcome in allowed, f"outcome {self.outcome} is not in {allowed}"
+        result = evaluate(step.get("condition_expression") or "False", self.names())
+        return bool(result), f"condition {step.get('condition_expression')!r} is false"
+
+    def _run_with_retries(self, position: int, step: dict) -> StepRun:
+        delay = float(step.get("retry_delay_seconds") or 0)
+        attempts = int(step.get("retries") or 0) + 1
+        for attempt in range(1, attempts + 1):
+            step_run = StepRun.objects.create(
+                run=self.run,
+                position=position,
+                name=step["name"],
+                type=step["type"],
+                step=step,
+                attempt=attempt,
+                status=StepRun.Status.RUNNING,
+                started_at=timezone.now(),
+            )
+            suffix = f" (attempt {attempt}/{attempts})" if attempts > 1 else ""
+            self.log(f"Step {step['name']!r} started{suffix}", step_run=step_run)
+            result = self._execute(step, step_run)
+            status = self._apply_policies(step, result.status)
+            self._save(step_run, status, result)
+            if status != "failed" or attempt == attempts or self.abort.is_set():
+                break
+            self.log(
+                f"Step {step['name']!r} failed; retrying in {delay:g} s",
+                level="warning",
+                step_run=step_run,
+            )
+            if self.abort.wait(delay):
+                break
+            delay *= float(step.get("retry_backoff") or 1)
+        self._account(step, status, result.output)
+        return step_run
+
+    def _apply_policies(self, step: dict, status: str) -> str:
+        if status == "warning":
+            status = step.get("warnings_as") or "warning"
+        if status == "failed" and step.get("proceed_on_failure"):
+            status = "warning"
+        return status
+
+    def _account(self, step: dict, status: str, output) -> None:
+        name = variable_name(step["name"])
+        self.step_outcomes[name], self.step_outputs[name] = status, output
+        if status in SEVERITY and SEVERITY[status] > SEVERITY[self.outcome]:
+            self.outcome = status
+
+    def _execute(self, step: dict, step_run: StepRun) -> StepResult:
+        ctx = StepContext(self, step, step_run)
+        box: dict[str, StepResult] = {}
+        thread = threading.Thread(target=self._call, args=(ctx, step, box), daemon=True)
+        thread.start()
+        deadline = self._step_deadline(step)
+        while thread.is_alive():
+            thread.join(0.05)
+            if self.abort.is_set() or (deadline and timezone.now() >= deadline):
+                ctx.cancel.set()
+                thread.join(2.0)  # sandboxed children die at once; give in-process steps a moment
+                if self.timed_out:
+                    return StepResult("failed", message="The run timed out.")
+                if self.abort.is_set():
+                    return StepResult("aborted", message="Aborted.")
+                return StepResult("failed", message=f"Timed out after {step['timeout_seconds']} s.")
+        return box.get("result") or StepResult("failed", message="The step returned nothing.")
+
+    def _step_deadline(self, step: dict):
+        limits = [self.deadline] if self.deadline else []
+        if step.get("timeout_seconds"):
+            limits.append(timezone.now() + timedelta(seconds=step["timeout_seconds"]))
+        return min(limits) if limits else None
+
+    def _call(self, ctx: StepContext, step: dict, box: dict) -> None:
+        try:
+            params = validate_params(step["type"], step.get("params") or {})
+            box["result"] = get_step_type(step["type"])().run(ctx, params) or StepResult()
+        except StepError as error:
+            box["result"] = StepResult("failed", message=str(error))
+        except Exception as error:
+            messages = getattr(error, "messages", None)
+            text = "; ".join(messages) if messages else f"{type(error).__name__}: {error}"
+            ctx.log(traceback.format_exc(), level="error")
+            box["result"] = StepResult("failed", message=text)
+        finally:
+            connection.close()  # the step thread's own connection
+
+    def _save(self, step_run: StepRun, status: str, result: StepResult) -> None:
+        step_run.status = status
+        step_run.finished_at = timezone.now()
+        step_run.output = result.output
+        step_run.message = result.message
+        if status == "failed":
+            step_run.error = result.message
+        step_run.save(update_fields=["status", "finished_at", "output", "message", "error"])
+        level = {"failed": "error", "warning": "warning"}.get(status, "info")
+        detail = f": {result.message}" if result.message else ""
+        self.log(f"Step {step_run.name!r} {status}{detail}", level=level, step_run=step_run)
+
+    def _record_skip(self, position: int, step: dict, why: str, status: str = "skipped"):
+        now = timezone.now()
+        step_run = StepRun.objects.create(
+            run=self.run,
+            position=position,
+            name=step["name"],
+            type=step["type"],
+            step=step,
+            status=status,
+            started_at=now,
+            finished_at=now,
+            message=why,
+            error=why if status == "failed" else "",
+        )
+        self.log(
+            f"Step {step['name']!r} {status}: {why}",
+            level="error" if status == "failed" else "info",
+            step_run=step_run,
+        )
+        return step_run
+
+    # -- variables, logging and the watcher ---------------------------------------------------
+
+    def names(self) -> dict:
+        params = self.run.trigger_params or {}
+        names = {
+            **self.project_variables,
+            **self.scenario_variables,
+            "outcome": self.outcome,
+            "triggerParams": params,
+            "triggerKind": self.run.trigger_kind,
+            "projectKey": self.project.key,
+            "scenarioName": self.scenario.name,
+            "runNumber": self.run.number,
+        }
+        names.update({f"triggerParam_{key}": value for key, value in params.items()})
+        names.update({f"stepOutcome_{key}": value for key, value in self.step_outcomes.items()})
+        names.update({f"stepOutput_{key}": value for key, value in self.step_outputs.items()})
+        return names
+
+    def log(self, message: str, *, level: str = "info", step_run: StepRun | None = None) -> None:
+        self.writer.write(message, level=level, step_run_id=step_run.pk if step_run else None)
+
+    def _watch(self) -> None:
+        """Heartbeat; notice abort requests and the run timeout within a fraction of a second."""
+        beat_every = settings.CADENZA_RUN_HEARTBEAT_SECONDS
+        last_beat = timezone.now()
+        try:
+            while not self._watching.wait(settings.CADENZA_ABORT_POLL_SECONDS):
+                now = timezone.now()
+                if (now - last_beat).total_seconds() >= beat_every:
+                    Run.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
+                    last_beat = now
+                requested = (
+                    Run.objects.filter(pk=self.run.pk)
+                    .values_list("abort_requested_at", flat=True)
+                    .first()
+                )
+                if requested and not self.abort.is_set():
+                    self.log("Abort requested: stopping", level="warning")
+                    self.abort.set()
+                if self.deadline and now >= self.deadline and not self.timed_out:
+                    self.log("The run timed out: stopping", level="error")
+                    self.timed_out = True
+                    self.abort.set()
+        finally:
+            connection.close()
+
+    def close(self) -> None:
+        self._watching.set()
+        self._watcher.join(timeout=5)
+        self.writer.close()

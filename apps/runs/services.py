@@ -1,0 +1,260 @@
+"""Run lifecycle services: every run starts, aborts and ends here (DESIGN §5)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.forms.models import model_to_dict
+from django.utils import timezone
+
+from apps.runs.events import publish_run_state
+from apps.runs.models import ACTIVE_STATUSES, FINAL_STATUSES, Run, RunStatus, StepRun
+from apps.scenarios.models import Scenario
+
+log = logging.getLogger(__name__)
+WAITING_LANE = "q"  # a queue_one run waiting behind the active one
+STEP_FIELDS = [
+    "name",
+    "type",
+    "params",
+    "enabled",
+    "run_condition",
+    "condition_outcomes",
+    "condition_expression",
+    "retries",
+    "retry_delay_seconds",
+    "retry_backoff",
+    "timeout_seconds",
+    "warnings_as",
+    "proceed_on_failure",
+    "reset_failure_state",
+]
+
+
+@dataclass(frozen=True)
+class RunStart:
+    run: Run | None
+    reason: str = ""
+    active: Run | None = None
+
+
+def _lanes(scenario: Scenario) -> list[str]:
+    if scenario.queue_policy == Scenario.QueuePolicy.QUEUE_ONE:
+        return ["0", WAITING_LANE]
+    if scenario.queue_policy == Scenario.QueuePolicy.PARALLEL:
+        return [str(lane) for lane in range(scenario.max_parallel)]
+    return ["0"]
+
+
+def _definition(scenario: Scenario) -> dict:
+    steps = [model_to_dict(step, fields=STEP_FIELDS) for step in scenario.steps.all()]
+    return {
+        "scenario": {
+            "id": scenario.pk,
+            "name": scenario.name,
+            "kind": scenario.kind,
+            "script": scenario.script,
+            "run_timeout_seconds": scenario.run_timeout_seconds,
+            "queue_policy": scenario.queue_policy,
+        },
+        "steps": steps,
+    }
+
+
+def run_start(
+    *,
+    scenario: Scenario,
+    user=None,
+    trigger_kind: str = "manual",
+    trigger_name: str = "",
+    trigger_params: dict | None = None,
+    parent_run: Run | None = None,
+) -> RunStart:
+    """Create a run if the queue policy lets it; dispatch it once committed.
+
+    The unique (scenario, lane) constraint decides under races, not a prior check.
+    """
+    with transaction.atomic():
+        scenario = (
+            Scenario.objects.select_for_update().select_related("project").get(pk=scenario.pk)
+        )
+        run = None
+        for lane in _lanes(scenario):
+            try:
+                with transaction.atomic():
+                    scenario.run_counter += 1
+                    scenario.save(update_fields=["run_counter"])
+                    run = Run.objects.create(
+                        scenario=scenario,
+                        project=scenario.project,
+                        number=scenario.run_counter,
+                        lane=lane,
+                        trigger_kind=trigger_kind,
+                        trigger_name=trigger_name,
+                        trigger_params=trigger_params or {},
+                        started_by=user,
+                        run_as=scenario.effective_run_as() or user,
+                        parent_run=parent_run,
+                        definition=_definition(scenario),
+                        variables={**scenario.project.variables, **scenario.variables},
+                    )
+                break
+            except IntegrityError:
+                scenario.refresh_from_db(fields=["run_counter"])
+        if run is None:
+            active = scenario.runs.filter(status__in=ACTIVE_STATUSES).order_by("id").first()
+            reason = {
+                "skip": "a run is already active",
+                "queue_one": "a run is already queued",
+                "parallel": f"{scenario.max_parallel} runs are already active",
+            }
+            return RunStart(None, reason[scenario.queue_policy], active)
+        if run.lane != WAITING_LANE:
+            transaction.on_commit(lambda: run_dispatch(run.pk))
+        transaction.on_commit(lambda: publish_run_state(run))
+    return RunStart(run)
+
+
+def run_dispatch(run_id: int) -> None:
+    from apps.runs.tasks import execute
+
+    Run.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+    try:
+        execute.delay(run_id)
+    except Exception:  # broker down: the run stays queued and the sweep sends it again
+        log.warning("could not dispatch run %s; the sweep will retry", run_id, exc_info=True)
+
+
+def run_claim(run_id: int, worker: str) -> bool:
+    """queued → running; exactly one caller wins (a redelivered message finds nothing)."""
+    now = timezone.now()
+    claimed = (
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, lane__isnull=False)
+        .exclude(lane=WAITING_LANE)
+        .update(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker)
+    )
+    return claimed == 1
+
+
+def run_finish(run_id: int, status: str, message: str = "", *, variables=None) -> bool:
+    """Record the end of a run once (whoever ends it: runner, reaper, abort of a queued run)."""
+    assert status in FINAL_STATUSES, status
+    now = timezone.now()
+    fields = {"status": status, "finished_at": now, "lane": None, "outcome_message": message}
+    if variables is not None:
+        fields["variables"] = variables
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status not in ACTIVE_STATUSES:
+            return False
+        Run.objects.filter(pk=run_id).update(**fields)
+        StepRun.objects.filter(run_id=run_id, status__in=["pending", "running"]).update(
+            status="aborted" if status == RunStatus.ABORTED else "failed",
+            finished_at=now,
+            error=message,
+        )
+        _promote_waiting(run.scenario_id)
+    run.refresh_from_db()
+    publish_run_state(run)
+    return True
+
+
+def _promote_waiting(scenario_id: int) -> None:
+    waiting = Run.objects.filter(
+        scenario_id=scenario_id, lane=WAITING_LANE, status=RunStatus.QUEUED
+    ).first()
+    if waiting is None:
+        return
+    try:
+        with transaction.atomic():
+            Run.objects.filter(pk=waiting.pk).update(lane="0")
+    except IntegrityError:
+        return  # another run took the lane first; this one is promoted when that one ends
+    transaction.on_commit(lambda: run_dispatch(waiting.pk))
+
+
+def run_abort(run: Run, *, user=None) -> Run:
+    """Queued runs end at once; running ones are stopped by their runner within a second."""
+    now = timezone.now()
+    if run.status == RunStatus.QUEUED:
+        run_finish(run.pk, RunStatus.ABORTED, f"Aborted before it started by {user or 'system'}.")
+    elif run.status == RunStatus.RUNNING:
+        Run.objects.filter(pk=run.pk, abort_requested_at__isnull=True).update(
+            abort_requested_at=now, abort_requested_by=user
+        )
+    run.refresh_from_db()
+    return run
+
+
+def run_wait(
+    run: Run,
+    *,
+    cancel: threading.Event | None = None,
+    on_cancel_abort: bool = False,
+    user=None,
+    timeout: float | None = None,
+    poll: float = 0.2,
+) -> Run:
+    """Block until ``run`` is final (or cancel is set: then optionally abort it)."""
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        run.refresh_from_db()
+        if run.is_final:
+            return run
+        if cancel is not None and cancel.is_set():
+            return run_abort(run, user=user) if on_cancel_abort else run
+        if deadline and time.monotonic() > deadline:
+            return run
+        (cancel or threading.Event()).wait(poll)
+
+
+def runs_sweep() -> dict:
+    """Fail runs whose worker vanished; re-dispatch queued runs whose message was lost."""
+    now = timezone.now()
+    lost = Run.objects.filter(
+        status=RunStatus.RUNNING,
+        heartbeat_at__lt=now - timedelta(seconds=settings.CADENZA_REAPER_TIMEOUT),
+    ).values_list("pk", "heartbeat_at")
+    reaped = 0
+    for run_id, heartbeat_at in lost:
+        reaped += run_finish(
+            run_id,
+            RunStatus.FAILED,
+            f"Worker lost: no heartbeat since {heartbeat_at:%Y-%m-%d %H:%M:%S %Z}.",
+        )
+    stale = now - timedelta(seconds=settings.CADENZA_REDISPATCH_AFTER)
+    queued = list(
+        Run.objects.filter(status=RunStatus.QUEUED, lane__isnull=False)
+        .filter(Q(dispatched_at__lt=stale) | Q(dispatched_at__isnull=True, queued_at__lt=stale))
+        .exclude(lane=WAITING_LANE)
+        .values_list("pk", flat=True)
+    )
+    for run_id in queued:
+        run_dispatch(run_id)
+    if reaped or queued:
+        log.info("sweep: %d run(s) reaped, %d re-dispatched", reaped, len(queued))
+    return {"reaped": reaped, "redispatched": len(queued)}
+
+
+def runs_recover_after_restart() -> dict:
+    """One-process mode at start-up: nothing can be running, and the broker forgot its queue."""
+    running = Run.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True)
+    failed = sum(
+        run_finish(pk, RunStatus.FAILED, "Worker lost: the process restarted.")
+        for pk in list(running)
+    )
+    queued = list(
+        Run.objects.filter(status=RunStatus.QUEUED, lane__isnull=False)
+        .exclude(lane=WAITING_LANE)
+        .values_list("pk", flat=True)
+    )
+    for run_id in queued:
+        run_dispatch(run_id)
+    return {"failed": failed, "redispatched": len(queued)}

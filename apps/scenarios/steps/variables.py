@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from django.db import transaction
+from rest_framework import serializers
+
+from apps.projects.models import Project
+from apps.scenarios.expressions import ExpressionError, evaluate
+from apps.scenarios.steps.base import StepError, StepResult, StepType
+
+
+class VariablesParams(serializers.Serializer):
+    variables = serializers.DictField(help_text="Names and values to set.")
+    evaluate = serializers.BooleanField(
+        default=False, help_text="Values are expressions over the run's variables."
+    )
+
+
+def _values(ctx, params: dict) -> dict:
+    if not params["evaluate"]:
+        return params["variables"]
+    values, names = {}, dict(ctx.variables)
+    for name, expression in params["variables"].items():
+        try:
+            values[name] = names[name] = evaluate(str(expression), names)
+        except ExpressionError as error:
+            raise StepError(f"Variable {name!r}: {error}") from None
+    return values
+
+
+class SetScenarioVariables(StepType):
+    key = "set_variables"
+    label = "Set scenario variables"
+    Params = VariablesParams
+
+    def run(self, ctx, params):
+        values = _values(ctx, params)
+        ctx.set_scenario_variables(values)
+        ctx.log(f"Set scenario variables: {', '.join(sorted(values)) or '(none)'}")
+        return StepResult(output=values)
+
+
+class SetProjectVariables(StepType):
+    key = "set_project_variables"
+    label = "Set project variables"
+    Params = VariablesParams
+
+    def run(self, ctx, params):
+        ctx.require("change", ctx.project)
+        values = _values(ctx, params)
+        with transaction.atomic():
+            project = Project.objects.select_for_update().get(pk=ctx.project.pk)
+            project.variables = {**project.variables, **values}
+            project.save(update_fields=["variables", "updated_at"])
+        ctx.set_project_variables(values)
+        ctx.log(f"Set project variables: {', '.join(sorted(values)) or '(none)'}")
+        return StepResult(output=values)
