@@ -18,12 +18,20 @@ class VariablesParams(serializers.Serializer):
 def _values(ctx, params: dict) -> dict:
     if not params["evaluate"]:
         return params["variables"]
-    values, names = {}, dict(ctx.variables)
-    for name, expression in params["variables"].items():
-        try:
-            values[name] = names[name] = evaluate(str(expression), names)
-        except ExpressionError as error:
-            raise StepError(f"Variable {name!r}: {error}") from None
+    # JSON objects keep no order (PostgreSQL's jsonb sorts keys), so a value may refer to one
+    # listed after it: evaluate in passes until every value is known or no pass makes progress.
+    values, names, pending = {}, dict(ctx.variables), dict(params["variables"])
+    while pending:
+        errors, before = {}, len(pending)
+        for name, expression in list(pending.items()):
+            try:
+                values[name] = names[name] = evaluate(str(expression), names)
+                del pending[name]
+            except ExpressionError as error:
+                errors[name] = error
+        if len(pending) == before:
+            name, error = next(iter(errors.items()))
+            raise StepError(f"Variable {name!r}: {error}")
     return values
 
 
