@@ -166,8 +166,10 @@ def test_expression_sees_step_outcomes_and_trigger_params(make_scenario, no_disp
                 "name": "check",
                 "type": "set_variables",
                 "run_condition": "expression",
-                "condition_expression": "stepOutcome_first == 'success' and triggerParam_day == 'mon'"
-                " and stepOutput_first['x'] == 1",
+                "condition_expression": (
+                    "stepOutcome_first == 'success' and triggerParam_day == 'mon'"
+                    " and stepOutput_first['x'] == 1"
+                ),
                 "params": {"variables": {"checked": True}},
             },
             {
