@@ -1,2 +1,3 @@
-# WebSocket routes; the runs app adds the live-log consumer here.
-websocket_urlpatterns: list = []
+from apps.runs.routing import websocket_urlpatterns as run_patterns
+
+websocket_urlpatterns = [*run_patterns]

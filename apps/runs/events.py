@@ -34,8 +34,8 @@ def publish_log_lines(run_id: int, lines: list[dict]) -> None:
     _send(run_group(run_id), {"type": "log.lines", "lines": lines})
 
 
-def publish_run_state(run) -> None:
-    state = {
+def run_state(run) -> dict:
+    return {
         "id": run.pk,
         "project": run.project_id,
         "scenario": run.scenario_id,
@@ -46,6 +46,9 @@ def publish_run_state(run) -> None:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "outcome_message": run.outcome_message,
     }
-    message = {"type": "run.state", "run": state}
+
+
+def publish_run_state(run) -> None:
+    message = {"type": "run.state", "run": run_state(run)}
     _send(run_group(run.pk), message)
     _send(project_group(run.project_id), message)

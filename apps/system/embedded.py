@@ -15,6 +15,7 @@ from celery.beat import EmbeddedService
 from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from apps.runs.services import runs_recover_after_restart
 from config.celery import app
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ def serve(*, host: str, port: int, concurrency: int = 4) -> None:
         loglevel=settings.LOGGING["root"]["level"],
         hostname=f"embedded@{host}:{port}",
     )
+    # Nothing can still be running in a process that just started, and the memory broker
+    # forgot every queued message: the database says what to fail and what to send again.
+    recovered = runs_recover_after_restart()
+    if any(recovered.values()):
+        log.info("recovered after restart: %s", recovered)
     web.start()
     beat.start()
     log.info("Cadenza (embedded) serving on http://%s:%s", host, port)

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from apps.runs.consumers import RunLogConsumer
+
+websocket_urlpatterns = [
+    path("ws/runs/<int:run_id>/logs/", RunLogConsumer.as_asgi()),
+]
