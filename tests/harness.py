@@ -38,6 +38,8 @@ def _start_services() -> None:
     os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
     os.environ["CADENZA_VAR_DIR"] = str(_tmp / "var")
     os.environ.pop("CADENZA_LICENSE_PUBLIC_KEY", None)
+    # A second database for SQL steps to query (tests/runs/test_steps.py).
+    os.environ["CADENZA_SQL_CONNECTIONS"] = f"warehouse=sqlite:///{_tmp / 'warehouse.sqlite3'}"
     try:
         if not os.environ.get("DATABASE_URL"):
             postgres = Postgres(_tmp / "postgres").start()
