@@ -1,4 +1,5 @@
-"""The fixed cast, as in Healthchecks' tests: one project, one user per role, an outsider."""
+"""The fixed cast, as in Healthchecks' tests: one project, one user per role, an outsider;
+and real Celery workers on demand."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Profile, ProfileKind
 from apps.projects.models import Membership, Project, Role
+from tests.processes import WorkerProcess, adopting_orphans, end_session
 
 PASSWORD = "correct horse battery staple"
 
@@ -65,3 +67,43 @@ def api():
         return client
 
     return client_for
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """Start real `celery worker` processes on the test database: ``start(**env)``.
+
+    Each call starts one more (e.g. after killing the first); all are stopped at teardown,
+    before the database is flushed.
+    """
+    started: list[WorkerProcess] = []
+
+    def start(**env) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started) + 1}.log"
+        worker = WorkerProcess(log, {key: str(value) for key, value in env.items()})
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: Playwright keeps an event loop in the main thread for the rest of
+    the session, and async_to_sync refuses to run beside it."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+@pytest.fixture
+def sandbox_sessions():
+    """Sandbox children a test watches (append their pid: each leads its own session).
+
+    While the test runs, this process adopts orphans, so a child outliving its worker can be
+    inspected and reaped; at teardown whatever is left of each session is killed and reaped.
+    """
+    sessions: list[int] = []
+    with adopting_orphans():
+        yield sessions
+        for sid in sessions:
+            end_session(sid)
