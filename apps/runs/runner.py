@@ -97,11 +97,23 @@ class Runner:
             steps = [{**SCRIPT_STEP, "params": {"code": definition["scenario"]["script"]}}]
         else:
             steps = definition["steps"]
+        self._report_start()
         for step in steps:
             if self.abort.is_set():
                 break
             self.run_step(step)
         return self._final()
+
+    def _report_start(self) -> None:
+        """Start reporters go out before the first step: their first attempt is made here."""
+        from apps.reporters.services import reporters_fire
+
+        try:
+            for delivery in reporters_fire(self.run, "start", send_now=True):
+                self.log(f"Start message via {delivery.channel.name}: {delivery.status}")
+        except Exception as error:  # a reporter never fails the run
+            log.exception("start reporters of run %s failed", self.run.pk)
+            self.log(f"Start reporters failed: {error}", level="warning")
 
     def _final(self) -> tuple[str, str]:
         if self.timed_out:
