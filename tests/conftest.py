@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import Profile, ProfileKind
 from apps.projects.models import Membership, Project, Role
+from apps.scenarios.models import Scenario, Step
 from tests.processes import WorkerProcess, adopting_orphans, end_session
 
 PASSWORD = "correct horse battery staple"
@@ -87,6 +88,28 @@ def celery_worker_process(transactional_db, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def make_scenario(project, cast):
+    """A scenario of the SALES project, run as the project owner, with the given steps."""
+
+    def make(name="Nightly", steps=(), **fields):
+        fields.setdefault("run_as", cast["owner"])
+        scenario = Scenario.objects.create(project=project, name=name, **fields)
+        for position, step in enumerate(steps):
+            Step.objects.create(scenario=scenario, position=position, **step)
+        return scenario
+
+    return make
+
+
+@pytest.fixture
+def no_dispatch(monkeypatch):
+    """Runs stay queued until the test executes them in-process."""
+    sent = []
+    monkeypatch.setattr("apps.runs.services.run_dispatch", sent.append)
+    return sent
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,7 +6,6 @@ from apps.reporters.models import MessagingChannel, Reporter
 from apps.runs.models import Run
 from apps.runs.runner import run_execute
 from apps.runs.services import run_start
-from tests.runs.conftest import make_scenario, no_dispatch  # noqa: F401  (shared fixtures)
 
 
 @pytest.fixture(autouse=True)
