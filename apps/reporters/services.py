@@ -156,15 +156,60 @@ def deliveries_sweep() -> int:
     return len(ids)
 
 
-def message_for_run(
-    run: Run, *, subject: str, body: str, recipients: list[str], event: str = "step"
-) -> Message:
-    """A message rendered against a run's context (send-message step, preview)."""
-    context = run_context(run, event)
-    return Message(
+def step_message_send(
+    run: Run,
+    channel: MessagingChannel,
+    *,
+    subject: str,
+    body: str,
+    recipients: list[str],
+    variables: dict,
+) -> Delivery:
+    """A send-message step: render against the run so far, record, make the first attempt."""
+    context = {**run_context(run, Delivery.Event.STEP), "variables": variables}
+    delivery = Delivery.objects.create(
+        channel=channel,
+        run=run,
+        event=Delivery.Event.STEP,
+        recipients=recipients,
         subject=render(subject, context),
         body=render(body, context),
-        key=f"{run.pk}-{event}-{timezone.now().timestamp()}",
-        recipients=recipients,
         facts=facts(context),
+        next_attempt_at=timezone.now(),
     )
+    return delivery_send(delivery.pk) or delivery
+
+
+def channel_test_send(channel: MessagingChannel, *, recipients: list[str], user) -> Delivery:
+    """The "send a test message through this channel" of the admin and the API."""
+    delivery = Delivery.objects.create(
+        channel=channel,
+        event=Delivery.Event.TEST,
+        recipients=recipients,
+        subject=f"Cadenza test message through {channel.name}",
+        body=f"{user} sent this test message to check the {channel.kind} channel.",
+        facts={"event": "test", "outcome": "success", "channel": channel.name},
+        next_attempt_at=timezone.now(),
+    )
+    delivery = delivery_send(delivery.pk) or delivery
+    if delivery.status == Delivery.Status.PENDING:  # a test wants an answer now, not a retry
+        Delivery.objects.filter(pk=delivery.pk).update(status=Delivery.Status.FAILED)
+        delivery.status = Delivery.Status.FAILED
+    return delivery
+
+
+def reporter_preview(reporter: Reporter, run: Run) -> dict:
+    """The subject and body ``reporter`` would send for ``run`` (nothing is sent)."""
+    context = run_context(run, "end" if run.is_final else "start")
+    try:
+        would_send = not reporter.condition.strip() or bool(
+            evaluate(reporter.condition, expression_names(context))
+        )
+    except Exception as error:
+        would_send = f"condition error: {error}"
+    return {
+        "subject": render(reporter.subject, context),
+        "body": render(reporter.body, context),
+        "would_send": would_send,
+        "recipients": reporter.recipient_list(),
+    }

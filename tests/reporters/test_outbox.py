@@ -172,3 +172,84 @@ def test_a_broken_template_is_recorded_not_raised(
     delivery = Delivery.objects.get(run=run)
     assert delivery.status == "failed" and "Reporter error" in delivery.error
     assert run.status == "success"
+
+
+def test_send_message_step_sends_mid_run(
+    httpserver, webhook, make_scenario, finished_run, queued_deliveries
+):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    scenario = make_scenario(
+        steps=[
+            {"name": "prepare", "type": "set_variables", "params": {"variables": {"rows": 42}}},
+            {
+                "name": "notify",
+                "type": "send_message",
+                "params": {
+                    "channel": webhook.name,
+                    "subject": "{{ variables.rows }} rows so far",
+                    "body": "{% for s in steps %}{{ s.name }}={{ s.status }} {% endfor %}",
+                },
+            },
+        ]
+    )
+    run = finished_run(scenario)
+    assert run.status == "success"
+    delivery = Delivery.objects.get(run=run)
+    assert delivery.event == "step" and delivery.status == "sent"
+    payload = httpserver.log[0][0].get_json()
+    assert payload["subject"] == "42 rows so far"
+    assert payload["body"].startswith("prepare=success")
+    assert run.step_runs.get(name="notify").output["status"] == "sent"
+
+
+def test_send_message_step_fails_on_a_permanent_error(
+    httpserver, webhook, make_scenario, finished_run, queued_deliveries
+):
+    httpserver.expect_request("/hook").respond_with_data("no", status=403)
+    run = finished_run(
+        make_scenario(
+            steps=[{"name": "notify", "type": "send_message", "params": {"channel": webhook.name}}]
+        )
+    )
+    step = run.step_runs.get()
+    assert step.status == "failed" and "403" in step.message
+
+
+def test_channel_restricted_to_groups_is_refused_to_others(
+    httpserver, webhook, make_scenario, finished_run, queued_deliveries
+):
+    from django.contrib.auth.models import Group
+
+    webhook.allowed_groups.add(Group.objects.create(name="ops"))
+    run = finished_run(
+        make_scenario(
+            steps=[{"name": "notify", "type": "send_message", "params": {"channel": webhook.name}}]
+        )
+    )
+    assert "usable by the run-as user" in run.step_runs.get().message
+    assert not httpserver.log
+
+
+def test_channel_test_send_and_reporter_preview(
+    httpserver, webhook, reporter, finished_run, queued_deliveries, cast
+):
+    from apps.reporters.services import channel_test_send, reporter_preview
+
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    delivery = channel_test_send(webhook, recipients=[], user=cast["superuser"])
+    assert delivery.status == "sent" and delivery.event == "test"
+    rep = reporter(
+        webhook,
+        steps=FAIL,
+        condition="outcome == 'failed'",
+        subject="{{ scenario.name }} → {{ outcome }}",
+    )
+    run = finished_run(rep.scenario)
+    preview = reporter_preview(rep, run)
+    assert preview == {
+        "subject": f"{rep.scenario.name} → failed",
+        "body": preview["body"],
+        "would_send": True,
+        "recipients": [],
+    }
+    assert "boom: failed" in preview["body"]

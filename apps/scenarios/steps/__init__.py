@@ -18,6 +18,7 @@ STEP_TYPES = {
     "abort_scenario": "apps.scenarios.steps.scenarios.AbortScenario",
     "shell": "apps.scenarios.steps.shell.RunShell",
     "clean_run_logs": "apps.scenarios.steps.cleanup.CleanRunLogs",
+    "send_message": "apps.scenarios.steps.message.SendMessage",
 }
 
 __all__ = [
