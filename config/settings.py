@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.system",
     "apps.scenarios",
     "apps.runs",
+    "apps.reporters",
 ]
 
 MIDDLEWARE = [
@@ -162,6 +163,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status"; name each choice set after what it belongs to.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "apps.runs.models.RunStatus",
+        "StepRunStatusEnum": "apps.runs.models.StepRun.Status",
+    },
 }
 
 # --- Celery, beat and Channels -----------------------------------------------------------------
@@ -222,6 +228,11 @@ CADENZA_ALLOW_SHELL = env_bool("CADENZA_ALLOW_SHELL", False)
 # A run whose heartbeat is older than this is failed as "worker lost" by the reaper.
 CADENZA_RUN_HEARTBEAT_SECONDS = env_int("CADENZA_RUN_HEARTBEAT_SECONDS", 5, minimum=1)
 CADENZA_REAPER_TIMEOUT = env_int("CADENZA_REAPER_TIMEOUT", 60, minimum=2)
+if CADENZA_RUN_HEARTBEAT_SECONDS * 2 > CADENZA_REAPER_TIMEOUT:
+    raise ImproperlyConfigured(
+        "CADENZA_REAPER_TIMEOUT must be at least twice CADENZA_RUN_HEARTBEAT_SECONDS, "
+        "or live runs would be reaped."
+    )
 CADENZA_REDISPATCH_AFTER = env_int("CADENZA_REDISPATCH_AFTER", 30, minimum=1)
 CADENZA_SWEEP_SECONDS = env_int("CADENZA_SWEEP_SECONDS", 10, minimum=1)
 CELERY_BEAT_SCHEDULE["runs-sweep"] = {
@@ -237,3 +248,16 @@ for _item in env_list("CADENZA_SQL_CONNECTIONS", []):
     CADENZA_SQL_CONNECTIONS[_name] = f"sql_{_name}"
     DATABASES[f"sql_{_name}"] = database_from_url(_url, name=f"CADENZA_SQL_CONNECTIONS[{_name}]")
 CADENZA_ABORT_POLL_SECONDS = 0.25  # how often a running run looks for an abort request
+
+# --- Secrets at rest, outbound HTTP and reporters -------------------------------------------
+CADENZA_SECRETS_KEY = env_secret("CADENZA_SECRETS_KEY")  # a Fernet key; default: from SECRET_KEY
+# Networks outbound HTTP may reach beside public addresses, e.g. "127.0.0.0/8,10.1.0.0/16".
+CADENZA_OUTBOUND_ALLOW = env_list("CADENZA_OUTBOUND_ALLOW", [])
+CADENZA_DELIVERY_ATTEMPTS = env_int("CADENZA_DELIVERY_ATTEMPTS", 5, minimum=1, maximum=50)
+CADENZA_DELIVERY_BACKOFF = env_int("CADENZA_DELIVERY_BACKOFF", 30, minimum=0)  # seconds, doubled
+for _network in CADENZA_OUTBOUND_ALLOW:
+    try:
+        __import__("ipaddress").ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"CADENZA_OUTBOUND_ALLOW: {_network!r} is not a network.")
+CELERY_BEAT_SCHEDULE["reporters-sweep"] = {"task": "reporters.sweep", "schedule": 60.0}

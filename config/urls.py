@@ -5,6 +5,8 @@ from rest_framework.routers import SimpleRouter
 
 from apps.accounts.api import ApiTokenViewSet, license_view, me_view
 from apps.projects.api import MembershipViewSet, ProjectViewSet
+from apps.runs.api import RunViewSet
+from apps.scenarios.api import ScenarioViewSet, StepViewSet, step_types_view
 from apps.system.views import health
 
 router = SimpleRouter()
@@ -13,10 +15,14 @@ router.register("tokens", ApiTokenViewSet, basename="token")
 
 project_router = SimpleRouter()
 project_router.register("memberships", MembershipViewSet, basename="membership")
+project_router.register("scenarios", ScenarioViewSet, basename="scenario")
+project_router.register("steps", StepViewSet, basename="step")
+project_router.register("runs", RunViewSet, basename="run")
 
 api_v1 = [
     path("", include(router.urls)),
     path("projects/<str:project_key>/", include(project_router.urls)),
+    path("step-types/", step_types_view, name="step-types"),
     path("license/", license_view, name="license"),
     path("me/", me_view, name="me"),
 ]

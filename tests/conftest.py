@@ -91,6 +91,20 @@ def celery_worker_process(transactional_db, tmp_path):
 
 
 @pytest.fixture
+def sandbox_sessions():
+    """Sandbox children a test watches (append their pid: each leads its own session).
+
+    While the test runs, this process adopts orphans, so a child outliving its worker can be
+    inspected and reaped; at teardown whatever is left of each session is killed and reaped.
+    """
+    sessions: list[int] = []
+    with adopting_orphans():
+        yield sessions
+        for sid in sessions:
+            end_session(sid)
+
+
+@pytest.fixture
 def make_scenario(project, cast):
     """A scenario of the SALES project, run as the project owner, with the given steps."""
 
@@ -116,17 +130,3 @@ def pytest_collection_modifyitems(config, items):
     """Browser tests last: Playwright keeps an event loop in the main thread for the rest of
     the session, and async_to_sync refuses to run beside it."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
-
-
-@pytest.fixture
-def sandbox_sessions():
-    """Sandbox children a test watches (append their pid: each leads its own session).
-
-    While the test runs, this process adopts orphans, so a child outliving its worker can be
-    inspected and reaped; at teardown whatever is left of each session is killed and reaped.
-    """
-    sessions: list[int] = []
-    with adopting_orphans():
-        yield sessions
-        for sid in sessions:
-            end_session(sid)

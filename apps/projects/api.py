@@ -17,14 +17,18 @@ def raise_api_validation(error: DjangoValidationError):
     raise serializers.ValidationError(as_serializer_error(error)) from None
 
 
-class ProjectChildViewSet(viewsets.ModelViewSet):
-    """A resource under /projects/{project_key}/: 404 for non-members, 403 for too little role.
+class ProjectScoped:
+    """A viewset mixin for resources under /projects/{project_key}/: 404 for non-members,
+    403 for too little role.
 
     Subclasses set ``queryset`` and ``serializer_class``; reads need ``view``, writes the
-    model's write action, and custom actions declare theirs with ``required_action``.
+    model's write action, and custom actions declare theirs with ``required_action``
+    (``@action(..., required_action="run")``). Rows are scoped through the model's
+    ``project_path``.
     """
 
     lookup_value_regex = r"[0-9]+"
+    required_action: str | None = None
 
     def get_project(self) -> Project:
         if not hasattr(self, "_project"):
@@ -35,8 +39,13 @@ class ProjectChildViewSet(viewsets.ModelViewSet):
         return self._project
 
     def get_queryset(self):
-        scoped = super().get_queryset().filter(project=self.get_project())
+        path = self.queryset.model.project_path
+        scoped = super().get_queryset().filter(**{path or "pk": self.get_project()})
         return permissions.for_user(scoped, self.request.user, "view")
+
+    def creation_probe(self):
+        """An unsaved object of this project, to ask whether the user may create one."""
+        return self.queryset.model(project=self.get_project())
 
     def action_name(self) -> str:
         if self.action in ("list", "retrieve", None) or self.request.method in ("GET", "HEAD"):
@@ -53,8 +62,7 @@ class ProjectChildViewSet(viewsets.ModelViewSet):
     def check_permissions(self, request):
         super().check_permissions(request)
         if self.action == "create":  # before validation: a reader learns nothing from a 400
-            probe = self.queryset.model(project=self.get_project())
-            if not permissions.can(request.user, "change", probe):
+            if not permissions.can(request.user, "change", self.creation_probe()):
                 raise exceptions.PermissionDenied()
 
     def perform_create(self, serializer):
@@ -69,6 +77,14 @@ class ProjectChildViewSet(viewsets.ModelViewSet):
             instance = serializer.save()
             if not permissions.can(self.request.user, "change", instance):
                 raise exceptions.PermissionDenied()
+
+
+class ProjectChildViewSet(ProjectScoped, viewsets.ModelViewSet):
+    """A full CRUD resource under /projects/{project_key}/ (see ProjectScoped)."""
+
+
+class ProjectChildReadOnlyViewSet(ProjectScoped, viewsets.ReadOnlyModelViewSet):
+    """A read-only resource under /projects/{project_key}/ (custom actions may still write)."""
 
 
 class ProjectSerializer(serializers.ModelSerializer):

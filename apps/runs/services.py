@@ -143,8 +143,18 @@ def run_claim(run_id: int, worker: str) -> bool:
     return claimed == 1
 
 
-def run_finish(run_id: int, status: str, message: str = "", *, variables=None) -> bool:
-    """Record the end of a run once (whoever ends it: runner, reaper, abort of a queued run)."""
+def run_finish(
+    run_id: int,
+    status: str,
+    message: str = "",
+    *,
+    variables=None,
+    only_from: tuple[str, ...] = ACTIVE_STATUSES,
+) -> bool:
+    """Record the end of a run once (whoever ends it: runner, reaper, abort of a queued run).
+
+    Does nothing unless the run's status, read under a row lock, is one of ``only_from``.
+    """
     assert status in FINAL_STATUSES, status
     now = timezone.now()
     fields = {"status": status, "finished_at": now, "lane": None, "outcome_message": message}
@@ -152,7 +162,7 @@ def run_finish(run_id: int, status: str, message: str = "", *, variables=None) -
         fields["variables"] = variables
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status not in ACTIVE_STATUSES:
+        if run is None or run.status not in only_from:
             return False
         Run.objects.filter(pk=run_id).update(**fields)
         StepRun.objects.filter(run_id=run_id, status__in=["pending", "running"]).update(
@@ -163,7 +173,18 @@ def run_finish(run_id: int, status: str, message: str = "", *, variables=None) -
         _promote_waiting(run.scenario_id)
     run.refresh_from_db()
     publish_run_state(run)
+    _report_end(run)
     return True
+
+
+def _report_end(run: Run) -> None:
+    # Every end passes here (runner, reaper, abort of a queued run): end reporters fire once.
+    from apps.reporters.services import reporters_fire
+
+    try:
+        reporters_fire(run, "end")
+    except Exception:  # a reporter never changes how a run ended
+        log.exception("end reporters of run %s failed", run.pk)
 
 
 def _promote_waiting(scenario_id: int) -> None:
@@ -181,14 +202,16 @@ def _promote_waiting(scenario_id: int) -> None:
 
 
 def run_abort(run: Run, *, user=None) -> Run:
-    """Queued runs end at once; running ones are stopped by their runner within a second."""
-    now = timezone.now()
-    if run.status == RunStatus.QUEUED:
-        run_finish(run.pk, RunStatus.ABORTED, f"Aborted before it started by {user or 'system'}.")
-    elif run.status == RunStatus.RUNNING:
-        Run.objects.filter(pk=run.pk, abort_requested_at__isnull=True).update(
-            abort_requested_at=now, abort_requested_by=user
-        )
+    """Queued runs end at once; running ones are stopped by their runner within a second.
+
+    The database decides which, not ``run.status``: a run claimed since the caller loaded it
+    must be stopped by its runner, which kills its child process, not just marked aborted.
+    """
+    message = f"Aborted before it started by {user or 'system'}."
+    if not run_finish(run.pk, RunStatus.ABORTED, message, only_from=(RunStatus.QUEUED,)):
+        Run.objects.filter(
+            pk=run.pk, status=RunStatus.RUNNING, abort_requested_at__isnull=True
+        ).update(abort_requested_at=timezone.now(), abort_requested_by=user)
     run.refresh_from_db()
     return run
 

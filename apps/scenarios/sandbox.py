@@ -12,6 +12,7 @@ Python children talk to the worker through ``cadenza.scenario`` over two pipes (
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pwd
@@ -34,6 +35,9 @@ from django.conf import settings
 from django.db import connection
 
 LIB = Path(__file__).resolve().parent / "sandbox_lib"
+PR_SET_PDEATHSIG = 1
+# Loaded here, not in the child: between fork and exec only trivial calls are safe.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,19 @@ def _interpreter(unprivileged: bool) -> tuple[str, tuple[str, ...]]:
     return python, paths
 
 
-def _limit_resources(limits: Limits, unprivileged: bool) -> Callable[[], None]:
-    def apply() -> None:  # runs in the child between fork and exec
+def _confine_child(limits: Limits, unprivileged: bool) -> Callable[[], None]:
+    """The child's preexec: it dies with the worker and runs within ``limits``."""
+    parent = os.getpid()
+
+    def apply() -> None:  # runs in the child between fork and exec, after the switch of user
+        if _LIBC is not None:
+            # The child leads its own session, so a worker that dies without cleaning up
+            # (SIGKILL, OOM killer) would leave it running: have the kernel kill it then.
+            # It fires when the forking thread ends, which waits for the child anyway, and
+            # must come after the switch of user, which clears it.
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:  # the worker died before prctl took effect
+                os._exit(1)
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
@@ -204,7 +219,7 @@ class Sandbox:
             user=account.pw_uid if account else None,
             group=account.pw_gid if account else None,
             extra_groups=[] if account else None,
-            preexec_fn=_limit_resources(self.limits, account is not None),
+            preexec_fn=_confine_child(self.limits, account is not None),
         )
         threads = [_reader(process.stdout, self.on_stdout), _reader(process.stderr, self.on_stderr)]
         if pipes:

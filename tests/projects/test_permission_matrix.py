@@ -12,10 +12,22 @@ from apps.projects.models import Membership, Project, Role
 ROLES = ["superuser", "owner", "editor", "operator", "reader", "outsider"]
 
 # Expected status per role; None means "same as a plain success for this request".
-READ = {"superuser": 200, "owner": 200, "editor": 200, "operator": 200, "reader": 200,
-        "outsider": 404}
-ADMIN_ONLY = {"superuser": 200, "owner": 200, "editor": 403, "operator": 403, "reader": 403,
-              "outsider": 404}
+READ = {
+    "superuser": 200,
+    "owner": 200,
+    "editor": 200,
+    "operator": 200,
+    "reader": 200,
+    "outsider": 404,
+}
+ADMIN_ONLY = {
+    "superuser": 200,
+    "owner": 200,
+    "editor": 403,
+    "operator": 403,
+    "reader": 403,
+    "outsider": 404,
+}
 CREATED = {**ADMIN_ONLY, "superuser": 201, "owner": 201}
 DELETED = {**ADMIN_ONLY, "superuser": 204, "owner": 204}
 
@@ -128,16 +140,23 @@ def test_admin_project_change_page(admin_as, project, role):
 @pytest.mark.parametrize("role", ROLES)
 def test_admin_project_change_post(admin_as, project, role):
     form = {
-        "name": "Renamed", "description": "", "variables": "{}",
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0",
+        "name": "Renamed",
+        "description": "",
+        "variables": "{}",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
     }
     if role in ("superuser", "owner"):  # the inline must carry the existing members
         memberships = list(project.memberships.all())
         form["memberships-TOTAL_FORMS"] = form["memberships-INITIAL_FORMS"] = str(len(memberships))
         for i, membership in enumerate(memberships):
-            form |= {f"memberships-{i}-id": membership.pk, f"memberships-{i}-project": project.pk,
-                     f"memberships-{i}-user": membership.user_id or "",
-                     f"memberships-{i}-group": "", f"memberships-{i}-role": membership.role}
+            form |= {
+                f"memberships-{i}-id": membership.pk,
+                f"memberships-{i}-project": project.pk,
+                f"memberships-{i}-user": membership.user_id or "",
+                f"memberships-{i}-group": "",
+                f"memberships-{i}-role": membership.role,
+            }
     response = admin_as(role).post(f"/admin/projects/project/{project.pk}/change/", form)
     expected = {**ADMIN_ONLY, "superuser": 302, "owner": 302}[role]
     assert response.status_code == expected

@@ -135,8 +135,14 @@ def test_admin_add_project_makes_the_creator_admin(client, cast):
     client.force_login(cast["editor"])
     response = client.post(
         "/admin/projects/project/add/",
-        {"key": "OPS", "name": "Operations", "description": "", "variables": "{}",
-         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"},
+        {
+            "key": "OPS",
+            "name": "Operations",
+            "description": "",
+            "variables": "{}",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Project.objects.get(key="OPS").memberships.get(user=cast["editor"]).role == Role.ADMIN
@@ -145,14 +151,23 @@ def test_admin_add_project_makes_the_creator_admin(client, cast):
 def test_admin_project_inline_refuses_to_remove_every_admin(client, cast, project):
     client.force_login(cast["owner"])
     memberships = list(project.memberships.all())
-    form = {"name": "Sales", "description": "", "variables": "{}",
-            "memberships-TOTAL_FORMS": str(len(memberships)),
-            "memberships-INITIAL_FORMS": str(len(memberships))}
+    form = {
+        "name": "Sales",
+        "description": "",
+        "variables": "{}",
+        "memberships-TOTAL_FORMS": str(len(memberships)),
+        "memberships-INITIAL_FORMS": str(len(memberships)),
+    }
     for i, membership in enumerate(memberships):
-        form |= {f"memberships-{i}-id": membership.pk, f"memberships-{i}-project": project.pk,
-                 f"memberships-{i}-user": membership.user_id, f"memberships-{i}-group": "",
-                 f"memberships-{i}-role": Role.EDITOR if membership.role == Role.ADMIN
-                 else membership.role}
+        form |= {
+            f"memberships-{i}-id": membership.pk,
+            f"memberships-{i}-project": project.pk,
+            f"memberships-{i}-user": membership.user_id,
+            f"memberships-{i}-group": "",
+            f"memberships-{i}-role": Role.EDITOR
+            if membership.role == Role.ADMIN
+            else membership.role,
+        }
     response = client.post(f"/admin/projects/project/{project.pk}/change/", form)
     assert response.status_code == 200
     assert "at least one admin" in response.content.decode()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from apps.accounts.models import ProfileKind
-from apps.accounts.services import profile_assign
 from apps.runs.models import LogLine, Run
 from apps.runs.runner import run_execute
 from apps.runs.services import run_start
@@ -26,12 +24,6 @@ def statuses(run: Run) -> list[tuple[str, int, str]]:
 
 def messages(run: Run) -> list[str]:
     return list(LogLine.objects.filter(run=run).order_by("seq").values_list("message", flat=True))
-
-
-@pytest.fixture
-def coder_owner(cast):
-    profile_assign(user=cast["owner"], kind=ProfileKind.CODER)
-    return cast["owner"]
 
 
 def test_multi_step_scenario_outcome_statuses_and_log(make_scenario, no_dispatch, coder_owner):

@@ -1,0 +1,33 @@
+"""What the admin's scenario form and action buttons post, for the admin tests."""
+
+from __future__ import annotations
+
+
+def scenario_form(project, *, steps=(), initial=0, **fields) -> dict:
+    """The scenario change form as the browser posts it, with ``steps`` inline forms."""
+    form = {
+        "project": project.pk, "name": "Nightly", "description": "", "tags": "[]",
+        "kind": "steps", "script": "", "active": "on", "queue_policy": "skip",
+        "max_parallel": 2, "variables": "{}", "run_timeout_seconds": "",
+        "steps-TOTAL_FORMS": len(steps), "steps-INITIAL_FORMS": initial,
+        "steps-MIN_NUM_FORMS": 0, "steps-MAX_NUM_FORMS": 1000, **fields,
+    }  # fmt: skip
+    for i, step in enumerate(steps):
+        values = {
+            "position": i, "name": f"step{i}", "type": "set_variables", "params": "{}",
+            "enabled": "on", "run_condition": "no_prior_failure", "condition_outcomes": "[]",
+            "condition_expression": "", "retries": 0, "retry_delay_seconds": 0,
+            "retry_backoff": 1.0, "timeout_seconds": "", "warnings_as": "warning", **step,
+        }  # fmt: skip
+        form |= {f"steps-{i}-{key}": value for key, value in values.items()}
+    return form
+
+
+def action(client, url, name, *objects):
+    return client.post(
+        url, {"action": name, "_selected_action": [obj.pk for obj in objects]}, follow=True
+    )
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in response.context["messages"]]

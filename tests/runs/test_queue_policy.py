@@ -1,0 +1,127 @@
+"""Queue policies under concurrent run_start calls, the promotion of the waiting run, the
+sweep's re-dispatch of lost messages, and aborts decided by the database (DESIGN §5)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from apps.runs.models import ACTIVE_STATUSES, Run
+from apps.runs.services import RunStart, run_abort, run_claim, run_finish, run_start, runs_sweep
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+CALLERS = 50
+
+
+def start_concurrently(scenario, user) -> list[RunStart]:
+    """CALLERS threads call run_start at the same moment, each on its own connection."""
+    barrier = threading.Barrier(CALLERS)
+    results: list[RunStart | None] = [None] * CALLERS
+    errors: list[BaseException] = []
+
+    def call(index: int) -> None:
+        try:
+            barrier.wait(timeout=20)
+            results[index] = run_start(scenario=scenario, user=user)
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(CALLERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.parametrize(
+    ("policy", "max_parallel", "lanes", "reason"),
+    [
+        ("skip", 2, ["0"], "a run is already active"),
+        ("queue_one", 2, ["0", "q"], "a run is already queued"),
+        ("parallel", 3, ["0", "1", "2"], "3 runs are already active"),
+    ],
+    ids=["skip", "queue_one", "parallel"],
+)
+def test_concurrent_starts_respect_the_queue_policy(
+    make_scenario, cast, no_dispatch, policy, max_parallel, lanes, reason
+):
+    scenario = make_scenario(queue_policy=policy, max_parallel=max_parallel)
+    results = start_concurrently(scenario, cast["owner"])
+
+    created = [result.run for result in results if result.run is not None]
+    refused = [result for result in results if result.run is None]
+    assert len(created) == len(lanes)
+    assert len(refused) == CALLERS - len(lanes)
+    assert {result.reason for result in refused} == {reason}
+    assert {result.active.pk for result in refused} <= {run.pk for run in created}
+    active = Run.objects.filter(scenario=scenario, status__in=ACTIVE_STATUSES)
+    assert sorted(active.values_list("lane", flat=True)) == lanes
+    assert Run.objects.filter(scenario=scenario).count() == len(lanes)  # refusals leave nothing
+    assert sorted(active.values_list("number", flat=True)) == list(range(1, len(lanes) + 1))
+    # Every run holding a real lane is dispatched; the one waiting in lane "q" is not.
+    assert sorted(no_dispatch) == sorted(active.exclude(lane="q").values_list("pk", flat=True))
+
+
+def test_finishing_the_running_run_promotes_and_dispatches_the_waiting_one(
+    make_scenario, cast, no_dispatch
+):
+    scenario = make_scenario(queue_policy="queue_one")
+    running = run_start(scenario=scenario, user=cast["owner"]).run
+    waiting = run_start(scenario=scenario, user=cast["owner"]).run
+    assert (running.lane, waiting.lane) == ("0", "q")
+    assert run_claim(running.pk, "test-worker")
+    assert not run_claim(waiting.pk, "test-worker")  # a waiting run cannot be executed yet
+    assert no_dispatch == [running.pk]
+
+    assert run_finish(running.pk, "success")
+    running.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (running.status, running.lane) == ("success", None)
+    assert (waiting.status, waiting.lane) == ("queued", "0")
+    assert no_dispatch == [running.pk, waiting.pk]
+    assert run_claim(waiting.pk, "test-worker")
+    assert run_start(scenario=scenario, user=cast["owner"]).run.lane == "q"  # free again
+
+
+def test_sweep_dispatches_again_queued_runs_whose_message_is_old(
+    make_scenario, cast, no_dispatch, settings
+):
+    settings.CADENZA_REDISPATCH_AFTER = 30
+    long_ago = timezone.now() - timedelta(seconds=60)
+    scenario = make_scenario(queue_policy="parallel", max_parallel=3)
+    lost, fresh, never_sent = (run_start(scenario=scenario).run for _ in range(3))
+    Run.objects.filter(pk=lost.pk).update(dispatched_at=long_ago)
+    Run.objects.filter(pk=fresh.pk).update(dispatched_at=timezone.now())
+    Run.objects.filter(pk=never_sent.pk).update(dispatched_at=None, queued_at=long_ago)
+    queue_one = make_scenario(name="Queued", queue_policy="queue_one")
+    run_claim(run_start(scenario=queue_one).run.pk, "test-worker")
+    behind = run_start(scenario=queue_one).run
+    Run.objects.filter(pk=behind.pk).update(queued_at=long_ago)  # waits its turn: not sent
+    no_dispatch.clear()
+
+    assert runs_sweep() == {"reaped": 0, "redispatched": 2}
+    assert sorted(no_dispatch) == sorted([lost.pk, never_sent.pk])
+
+
+def test_abort_trusts_the_database_not_a_stale_copy(make_scenario, cast, no_dispatch):
+    scenario = make_scenario(queue_policy="queue_one")
+    run = run_start(scenario=scenario, user=cast["owner"]).run
+    waiting = run_start(scenario=scenario, user=cast["owner"]).run
+    assert run_claim(run.pk, "test-worker")  # claimed after `run` was loaded: it says queued
+
+    run = run_abort(run, user=cast["operator"])
+    assert run.status == "running", "a running run is stopped by its runner, not marked"
+    assert run.abort_requested_at is not None and run.abort_requested_by == cast["operator"]
+
+    waiting = run_abort(waiting, user=cast["operator"])
+    assert (waiting.status, waiting.lane) == ("aborted", None)
+    assert waiting.outcome_message == "Aborted before it started by olga."
