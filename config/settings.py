@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.projects",
     "apps.system",
+    "apps.flow",
     "apps.scenarios",
     "apps.runs",
     "apps.reporters",
@@ -259,5 +260,7 @@ for _network in CADENZA_OUTBOUND_ALLOW:
     try:
         __import__("ipaddress").ip_network(_network, strict=False)
     except ValueError:
-        raise ImproperlyConfigured(f"CADENZA_OUTBOUND_ALLOW: {_network!r} is not a network.")
+        raise ImproperlyConfigured(
+            f"CADENZA_OUTBOUND_ALLOW: {_network!r} is not a network."
+        ) from None
 CELERY_BEAT_SCHEDULE["reporters-sweep"] = {"task": "reporters.sweep", "schedule": 60.0}

@@ -153,11 +153,19 @@ class Sandbox:
         self.on_stdout, self.on_stderr, self.handle_call = on_stdout, on_stderr, handle_call
         self.cancel = cancel or threading.Event()
         self.limits = limits or Limits.from_settings()
+        self.workdir: Path | None = None  # while a child runs: its working folder
+        self.account = _sandbox_account()
+
+    def share(self, path: Path) -> None:
+        """Let the child read a file the worker wrote into its working folder."""
+        if self.account:
+            os.chown(path, self.account.pw_uid, self.account.pw_gid)
 
     def run_python(self, code: str) -> SandboxResult:
         account = _sandbox_account()
         python, paths = _interpreter(account is not None)
         with self._workdir(account) as workdir:
+            self.workdir = workdir
             shutil.copytree(LIB, workdir / ".cadenza")
             (workdir / "main.py").write_text(code)
             env = {"CADENZA_PATHS": os.pathsep.join([str(workdir / ".cadenza"), *paths])}

@@ -19,6 +19,8 @@ STEP_TYPES = {
     "shell": "apps.scenarios.steps.shell.RunShell",
     "clean_run_logs": "apps.scenarios.steps.cleanup.CleanRunLogs",
     "send_message": "apps.scenarios.steps.message.SendMessage",
+    "build": "apps.scenarios.steps.flow.BuildDatasets",
+    "clear": "apps.scenarios.steps.flow.ClearDatasets",
 }
 
 __all__ = [

@@ -52,3 +52,8 @@ def run_step(type: str, params: dict | None = None, *, name: str | None = None) 
 
 def run_scenario(scenario: str | int, *, wait: bool = True, params: dict | None = None) -> dict:
     return call("run_scenario", scenario=scenario, wait=wait, params=params or {})
+
+
+def build_dataset(name: str, *, mode: str = "required") -> dict:
+    """Build a dataset of this project (modes: only, required, force, missing)."""
+    return run_step("build", {"datasets": [name], "mode": mode}, name=f"build {name}")

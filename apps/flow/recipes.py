@@ -1,0 +1,159 @@
+"""Executing one recipe: SQL (DuckDB over files, or in the database of its tables), Python
+(in the sandbox, datasets exchanged as Parquet files), sync (copy across connections)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import psycopg
+
+from apps.flow import storage
+from apps.flow.models import Dataset, Recipe
+from apps.flow.storage import FlowError, quote
+
+
+@dataclass
+class RecipeRun:
+    """What a recipe needs from whoever runs it (a build step)."""
+
+    log: Callable[..., None]
+    cancel: threading.Event
+    timeout: float | None = None
+
+
+def execute(recipe: Recipe, run: RecipeRun) -> dict[str, int]:
+    """Run the recipe; returns rows written per output dataset. FlowError on failure."""
+    inputs = list(recipe.inputs.select_related("connection"))
+    outputs = list(recipe.outputs.select_related("connection"))
+    if not outputs:
+        raise FlowError(f"Recipe {recipe.name} has no output dataset.")
+    runner = {"sql": _sql, "python": _python, "sync": _sync}[recipe.kind]
+    return runner(recipe, inputs, outputs, run)
+
+
+def _sql(recipe, inputs, outputs, run) -> dict[str, int]:
+    if len(outputs) != 1:
+        raise FlowError(f"SQL recipe {recipe.name} must have exactly one output.")
+    output = outputs[0]
+    if not output.connection.is_sql and not any(d.connection.is_sql for d in inputs):
+        return {output.name: _sql_duckdb(recipe, inputs, output)}
+    connections = {d.connection_id for d in [*inputs, output]}
+    if len(connections) != 1:
+        raise FlowError(
+            f"SQL recipe {recipe.name}: inputs and output must share one connection "
+            "(or all be files); use a sync recipe to move data first."
+        )
+    return {output.name: _sql_in_database(recipe, output)}
+
+
+def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> int:
+    con = duckdb.connect()
+    try:
+        for dataset in inputs:
+            con.execute(
+                f"CREATE VIEW {quote(dataset.name)} AS SELECT * FROM "
+                f"{storage.duckdb_source(dataset)}"
+            )
+        relation = con.sql(recipe.code)
+    except duckdb.Error as error:
+        raise FlowError(f"SQL recipe {recipe.name}: {error}") from None
+    schema, frames = storage.relation_schema(relation), storage.relation_frames(relation)
+    try:
+        return storage.write_frames(output, schema, frames)
+    finally:
+        con.close()
+
+
+def _sql_in_database(recipe: Recipe, output: Dataset) -> int:
+    table = quote(output.table_name)
+    try:
+        with storage.sql_connect(output.connection) as db:
+            cursor = db.cursor()
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+            cursor.execute(f"CREATE TABLE {table} AS {recipe.code}")
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            return cursor.fetchone()[0]
+    except (psycopg.Error, sqlite3.Error) as error:
+        raise FlowError(f"SQL recipe {recipe.name}: {error}".strip()) from None
+
+
+def _sync(recipe, inputs, outputs, run) -> dict[str, int]:
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise FlowError(f"Sync recipe {recipe.name} copies one input to one output.")
+    schema, frames = storage.read_frames(inputs[0])
+    return {outputs[0].name: storage.write_frames(outputs[0], schema, frames)}
+
+
+def _python(recipe, inputs, outputs, run) -> dict[str, int]:
+    from apps.scenarios.sandbox import Limits, Sandbox
+
+    written: dict[str, int] = {}
+    allowed_in = {d.name: d for d in inputs}
+    allowed_out = {d.name: d for d in outputs}
+
+    def handle(method: str, params: dict):
+        if method == "log":
+            run.log(str(params.get("message", "")))
+            return None
+        if method == "read_dataset":
+            return _export(sandbox, _pick(allowed_in, params.get("name"), "input"))
+        if method == "write_dataset":
+            dataset = _pick(allowed_out, params.get("name"), "output")
+            written[dataset.name] = _import(sandbox, dataset, params.get("path", ""))
+            return written[dataset.name]
+        raise ValueError(f"{method!r} is not available in a recipe")
+
+    sandbox = Sandbox(
+        on_stdout=run.log,
+        on_stderr=lambda line: run.log(line, level="error"),
+        handle_call=handle,
+        cancel=run.cancel,
+        limits=Limits.from_settings(run.timeout),
+    )
+    result = sandbox.run_python(recipe.code)
+    if not result.ok:
+        raise FlowError(f"Python recipe {recipe.name} failed: {result.describe()}")
+    missing = set(allowed_out) - set(written)
+    if missing:
+        raise FlowError(f"Python recipe {recipe.name} did not write {', '.join(sorted(missing))}.")
+    return written
+
+
+def _pick(datasets: dict[str, Dataset], name, role: str) -> Dataset:
+    if name not in datasets:
+        raise ValueError(f"{name!r} is not an {role} of this recipe ({', '.join(datasets)})")
+    return datasets[name]
+
+
+def _export(sandbox, dataset: Dataset) -> str:
+    target = Path(sandbox.workdir) / f"in-{dataset.name}.parquet"
+    schema, frames = storage.read_frames(dataset)
+    con = duckdb.connect()
+    columns = ", ".join(f"{quote(c['name'])} {c['type']}" for c in schema)
+    con.execute(f"CREATE TABLE data ({columns})")
+    for frame in frames:
+        con.register("frame", frame)
+        con.execute("INSERT INTO data SELECT * FROM frame")
+        con.unregister("frame")
+    con.execute(f"COPY data TO {storage.literal(target)} (FORMAT parquet)")
+    con.close()
+    sandbox.share(target)
+    return str(target)
+
+
+def _import(sandbox, dataset: Dataset, path: str) -> int:
+    source = Path(path).resolve()
+    if Path(sandbox.workdir).resolve() not in source.parents or not source.is_file():
+        raise ValueError("write_dataset: the data file must be in the recipe's working folder")
+    con = duckdb.connect()
+    relation = con.sql(f"SELECT * FROM read_parquet({storage.literal(source)})")
+    schema, frames = storage.relation_schema(relation), storage.relation_frames(relation)
+    try:
+        return storage.write_frames(dataset, schema, frames)
+    finally:
+        con.close()

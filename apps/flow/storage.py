@@ -1,0 +1,287 @@
+"""Reading and writing datasets: DuckDB for files, the database itself for SQL tables."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import psycopg
+from django.conf import settings
+
+from apps.flow.models import Connection, Dataset
+
+BATCH = 50_000
+SQL_TYPES = {  # canonical type → (PostgreSQL, SQLite)
+    "BIGINT": ("BIGINT", "INTEGER"),
+    "DOUBLE": ("DOUBLE PRECISION", "REAL"),
+    "BOOLEAN": ("BOOLEAN", "INTEGER"),
+    "DATE": ("DATE", "TEXT"),
+    "TIMESTAMP": ("TIMESTAMP", "TEXT"),
+    "VARCHAR": ("TEXT", "TEXT"),
+}
+
+
+class FlowError(Exception):
+    """A user-facing error: names the dataset, column or connection at fault."""
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def root(connection: Connection) -> Path:
+    configured = connection.config.get("root") or str(settings.VAR_DIR / "data")
+    return Path(configured).resolve()
+
+
+def files_path(dataset: Dataset) -> Path:
+    base = root(dataset.connection)
+    path = (base / (dataset.path or dataset.name)).resolve()
+    if base != path and base not in path.parents:
+        raise FlowError(f"{dataset}: path {dataset.path!r} leaves the connection's root folder.")
+    return path
+
+
+def files_of(dataset: Dataset) -> list[Path]:
+    path = files_path(dataset)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [path] if path.is_file() else []
+
+
+def duckdb_source(dataset: Dataset) -> str:
+    files = files_of(dataset)
+    if not files:
+        raise FlowError(f"{dataset} has no data (never built, or its files are missing).")
+    names = "[" + ", ".join(literal(p) for p in files) + "]"
+    if dataset.format == Dataset.Format.PARQUET:
+        return f"read_parquet({names})"
+    return f"read_csv({names}, header = true, auto_detect = true)"
+
+
+def data_changed_at(dataset: Dataset) -> datetime.datetime | None:
+    """When a source dataset's data last changed (newest file mtime; SQL: its definition)."""
+    if dataset.connection.is_sql:
+        return dataset.updated_at
+    files = files_of(dataset)
+    if not files:
+        return None
+    newest = max(p.stat().st_mtime for p in files)
+    return datetime.datetime.fromtimestamp(newest, tz=datetime.UTC)
+
+
+# -- SQL connections ----------------------------------------------------------------------------
+
+
+@contextmanager
+def sql_connect(connection: Connection):
+    config = connection.config
+    if connection.kind == Connection.Kind.SQLITE:
+        db = sqlite3.connect(
+            config.get("path") or str(settings.VAR_DIR / f"{connection.name}.db"), timeout=20
+        )
+    else:
+        db = psycopg.connect(
+            host=config.get("host", "127.0.0.1"),
+            port=config.get("port", 5432),
+            dbname=config.get("database"),
+            user=config.get("user"),
+            password=connection.secrets.get("password") or None,
+            connect_timeout=10,
+        )
+    try:
+        yield db
+        db.commit()
+    except Exception:
+        db.rollback()
+        raise
+    finally:
+        db.close()
+
+
+def connection_test(connection: Connection) -> str:
+    """Raise FlowError with the reason, or return a short description of what answered."""
+    try:
+        if not connection.is_sql:
+            folder = root(connection)
+            folder.mkdir(parents=True, exist_ok=True)
+            return f"folder {folder} is reachable"
+        with sql_connect(connection) as db:
+            db.cursor().execute("SELECT 1")
+        return f"{connection.kind} answered"
+    except (OSError, psycopg.Error, sqlite3.Error) as error:
+        raise FlowError(f"{connection.name}: {error}".strip()) from None
+
+
+# -- reading and writing ------------------------------------------------------------------------
+
+
+def canonical_type(value) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        return "BIGINT"
+    if isinstance(value, float | decimal.Decimal):
+        return "DOUBLE"
+    if isinstance(value, datetime.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, datetime.date):
+        return "DATE"
+    return "VARCHAR"
+
+
+def duck_type(name: str) -> str:
+    name = name.upper()
+    if any(t in name for t in ("INT",)):
+        return "BIGINT"
+    if any(t in name for t in ("DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC")):
+        return "DOUBLE"
+    for t in ("BOOLEAN", "TIMESTAMP", "DATE"):
+        if name.startswith(t):
+            return t
+    return "VARCHAR"
+
+
+def relation_schema(relation) -> list[dict]:
+    return [
+        {"name": name, "type": duck_type(str(kind))}
+        for name, kind in zip(relation.columns, relation.types, strict=True)
+    ]
+
+
+def relation_frames(relation) -> Iterator[pd.DataFrame]:
+    for batch in relation.to_arrow_reader(BATCH):
+        yield batch.to_pandas()
+
+
+def read_frames(dataset: Dataset) -> tuple[list[dict], Iterator[pd.DataFrame]]:
+    """The schema and the rows of a dataset, in pandas batches."""
+    if not dataset.connection.is_sql:
+        con = duckdb.connect()
+        relation = con.sql(f"SELECT * FROM {duckdb_source(dataset)}")
+
+        def batches():
+            try:
+                yield from relation_frames(relation)
+            finally:
+                con.close()
+
+        return relation_schema(relation), batches()
+    return _read_sql(dataset)
+
+
+def _read_sql(dataset: Dataset) -> tuple[list[dict], Iterator[pd.DataFrame]]:
+    """Streams: the connection stays open until the last batch has been read."""
+    context = sql_connect(dataset.connection)
+    db = context.__enter__()
+    cursor = db.cursor()
+    try:
+        cursor.execute(f"SELECT * FROM {quote(dataset.table_name)}")
+    except (psycopg.Error, sqlite3.Error) as error:
+        context.__exit__(None, None, None)
+        raise FlowError(f"{dataset}: {error}".strip()) from None
+    columns = [d[0] for d in cursor.description]
+    first = cursor.fetchmany(BATCH)
+    sample = first[0] if first else [None] * len(columns)
+    schema = [{"name": c, "type": canonical_type(v)} for c, v in zip(columns, sample, strict=True)]
+
+    def batches():
+        try:
+            rows = first
+            while rows:
+                yield pd.DataFrame.from_records(rows, columns=columns)
+                rows = cursor.fetchmany(BATCH)
+            if not first:
+                yield pd.DataFrame(columns=columns)
+        finally:
+            context.__exit__(None, None, None)
+
+    return schema, batches()
+
+
+def write_frames(dataset: Dataset, schema: list[dict], frames) -> int:
+    """Replace the dataset's data with ``frames``; returns the number of rows written."""
+    if not dataset.connection.is_sql:
+        return _write_files(dataset, schema, frames)
+    return _write_sql(dataset, schema, frames)
+
+
+def _write_files(dataset: Dataset, schema: list[dict], frames) -> int:
+    target = files_path(dataset)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.writing")
+    con = duckdb.connect()
+    columns = ", ".join(f"{quote(c['name'])} {c['type']}" for c in schema)
+    con.execute(f"CREATE TABLE out ({columns})")
+    for frame in frames:
+        con.register("frame", frame)
+        con.execute("INSERT INTO out SELECT * FROM frame")
+        con.unregister("frame")
+    options = "FORMAT parquet" if dataset.format == Dataset.Format.PARQUET else "HEADER, FORMAT csv"
+    con.execute(f"COPY out TO {literal(staging)} ({options})")
+    rows = con.execute("SELECT count(*) FROM out").fetchone()[0]
+    con.close()
+    _remove(target)
+    staging.rename(target)  # readers never see a half-written file
+    return rows
+
+
+def _write_sql(dataset: Dataset, schema: list[dict], frames) -> int:
+    flavour = 0 if dataset.connection.kind == Connection.Kind.POSTGRESQL else 1
+    table = quote(dataset.table_name)
+    columns = ", ".join(f"{quote(c['name'])} {SQL_TYPES[c['type']][flavour]}" for c in schema)
+    marks = ", ".join(["%s" if flavour == 0 else "?"] * len(schema))
+    rows = 0
+    with sql_connect(dataset.connection) as db:
+        cursor = db.cursor()
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(f"CREATE TABLE {table} ({columns})")
+        for frame in frames:
+            records = [_plain(row) for row in frame.itertuples(index=False, name=None)]
+            cursor.executemany(f"INSERT INTO {table} VALUES ({marks})", records)
+            rows += len(records)
+    return rows
+
+
+def _plain(row: tuple) -> tuple:
+    """numpy and pandas scalars → Python values a DB-API driver accepts."""
+    plain = []
+    for value in row:
+        if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+            plain.append(None)
+        elif hasattr(value, "item"):
+            plain.append(value.item())
+        elif isinstance(value, pd.Timestamp):
+            plain.append(value.to_pydatetime())
+        else:
+            plain.append(value)
+    return tuple(plain)
+
+
+def clear(dataset: Dataset) -> None:
+    if dataset.connection.is_sql:
+        with sql_connect(dataset.connection) as db:
+            db.cursor().execute(f"DROP TABLE IF EXISTS {quote(dataset.table_name)}")
+    else:
+        _remove(files_path(dataset))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
