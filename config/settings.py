@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.projects",
     "apps.system",
     "apps.flow",
+    "apps.quality",
     "apps.scenarios",
     "apps.runs",
     "apps.reporters",

@@ -21,6 +21,9 @@ STEP_TYPES = {
     "send_message": "apps.scenarios.steps.message.SendMessage",
     "build": "apps.scenarios.steps.flow.BuildDatasets",
     "clear": "apps.scenarios.steps.flow.ClearDatasets",
+    "compute_metrics": "apps.scenarios.steps.quality.ComputeMetrics",
+    "run_checks": "apps.scenarios.steps.quality.RunChecks",
+    "verify_rules": "apps.scenarios.steps.quality.VerifyRules",
 }
 
 __all__ = [

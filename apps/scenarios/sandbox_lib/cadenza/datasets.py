@@ -1,8 +1,8 @@
 """Datasets as pandas DataFrames, for Python recipes and steps.
 
-    from cadenza.datasets import read_dataset, write_dataset
-    orders = read_dataset("orders_clean")
-    write_dataset("orders_by_day", orders.groupby("day").sum().reset_index())
+from cadenza.datasets import read_dataset, write_dataset
+orders = read_dataset("orders_clean")
+write_dataset("orders_by_day", orders.groupby("day").sum().reset_index())
 """
 
 from __future__ import annotations
