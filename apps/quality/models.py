@@ -61,6 +61,9 @@ class MetricValue(models.Model):
         ordering = ["metric", "-computed_at"]
         indexes = [models.Index(fields=["metric", "-computed_at"], name="metric_history")]
 
+    def __str__(self) -> str:
+        return f"{self.metric_id} = {self.value} at {self.computed_at:%Y-%m-%d %H:%M}"
+
 
 class Check(models.Model):
     """A check on a metric's last value: soft bounds warn, hard bounds fail; or Python."""
@@ -143,3 +146,6 @@ class QualityResult(models.Model):
 
     class Meta:
         ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.outcome}: {self.message[:60]}"
