@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "apps.system",
     "apps.flow",
     "apps.quality",
+    "apps.ml",
     "apps.scenarios",
     "apps.runs",
     "apps.reporters",

@@ -120,22 +120,22 @@ def metrics_compute(dataset: Dataset, *, run=None) -> dict[str, float | None]:
     return values
 
 
-def _bounds(check: Check, value: float | None) -> tuple[str, str]:
+def bounds_outcome(value: float | None, holder) -> tuple[str, str]:
+    """OK / WARNING (outside soft bounds) / ERROR (outside hard bounds) for ``holder``'s
+    soft_min, soft_max, hard_min and hard_max."""
     if value is None:
         return Outcome.ERROR, "The metric has no value (never computed, or empty)."
     for bound, low, outcome in (
-        (check.hard_min, True, Outcome.ERROR),
-        (check.hard_max, False, Outcome.ERROR),
-        (check.soft_min, True, Outcome.WARNING),
-        (check.soft_max, False, Outcome.WARNING),
+        (holder.hard_min, True, Outcome.ERROR),
+        (holder.hard_max, False, Outcome.ERROR),
+        (holder.soft_min, True, Outcome.WARNING),
+        (holder.soft_max, False, Outcome.WARNING),
     ):
         if bound is not None and (value < bound if low else value > bound):
-            word = "below" if low else "above"
-            return (
-                outcome,
-                f"{value:g} is {word} the {'hard' if outcome == 'ERROR' else 'soft'}"
-                f" {'minimum' if low else 'maximum'} {bound:g}",
-            )
+            kind = "hard" if outcome == Outcome.ERROR else "soft"
+            side = "below the" if low else "above the"
+            limit = "minimum" if low else "maximum"
+            return outcome, f"{value:g} is {side} {kind} {limit} {bound:g}"
     return Outcome.OK, f"{value:g} is within bounds"
 
 
@@ -150,7 +150,7 @@ def checks_run(dataset: Dataset, *, run=None, python_check=None) -> list[Quality
                 raise FlowError(f"Check {check.name} is Python code: run it from a scenario.")
             outcome, message = python_check(check, value)
         else:
-            outcome, message = _bounds(check, value)
+            outcome, message = bounds_outcome(value, check)
         results.append(
             QualityResult(
                 dataset=dataset,

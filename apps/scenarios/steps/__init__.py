@@ -24,6 +24,8 @@ STEP_TYPES = {
     "compute_metrics": "apps.scenarios.steps.quality.ComputeMetrics",
     "run_checks": "apps.scenarios.steps.quality.RunChecks",
     "verify_rules": "apps.scenarios.steps.quality.VerifyRules",
+    "train_model": "apps.scenarios.steps.models.TrainModel",
+    "run_model_checks": "apps.scenarios.steps.models.RunModelChecks",
 }
 
 __all__ = [
