@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from apps.accounts.api import ApiTokenViewSet, license_view, me_view
 from apps.projects.api import MembershipViewSet, ProjectViewSet
+from apps.reporters.api import ChannelViewSet, ReporterViewSet, RunDeliveryViewSet
 from apps.runs.api import RunViewSet
 from apps.scenarios.api import ScenarioViewSet, StepViewSet, step_types_view
 from apps.system.views import health
@@ -12,12 +13,17 @@ from apps.system.views import health
 router = SimpleRouter()
 router.register("projects", ProjectViewSet, basename="project")
 router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("channels", ChannelViewSet, basename="channel")
 
 project_router = SimpleRouter()
 project_router.register("memberships", MembershipViewSet, basename="membership")
 project_router.register("scenarios", ScenarioViewSet, basename="scenario")
 project_router.register("steps", StepViewSet, basename="step")
 project_router.register("runs", RunViewSet, basename="run")
+project_router.register("reporters", ReporterViewSet, basename="reporter")
+project_router.register(
+    r"runs/(?P<run_pk>[0-9]+)/deliveries", RunDeliveryViewSet, basename="run-delivery"
+)
 
 api_v1 = [
     path("", include(router.urls)),

@@ -10,7 +10,7 @@ import psycopg
 from apps.flow import storage
 from apps.flow.models import Connection, Dataset
 from apps.flow.storage import FlowError, literal, quote
-from apps.quality.models import Check, Metric, MetricValue, Outcome, QualityResult, Rule
+from apps.quality.models import Metric, MetricValue, Outcome, QualityResult, Rule
 
 AGGREGATES = {
     "min": "min({c})",

@@ -27,7 +27,11 @@ def _worker(timeout: float) -> dict:
     try:
         # Embedded mode: the worker's thread pool sets Celery's process-wide "never join a
         # result inside a task" guard, and this web request shares its process. It is no task.
-        answer = ping.apply_async().get(timeout=timeout, disable_sync_subtasks=False)
+        # The in-memory result backend is polled, by default every 0.5 s: every probe took
+        # half a second. (Redis answers by pub/sub: the interval does not apply there.)
+        answer = ping.apply_async().get(
+            timeout=timeout, interval=0.005, disable_sync_subtasks=False
+        )
     except CeleryTimeout:
         return {"ok": False, "error": f"no worker answered within {timeout:g} s"}
     except Exception as error:
