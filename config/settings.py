@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "apps.flow",
     "apps.quality",
     "apps.ml",
+    "apps.dashboards",
     "apps.scenarios",
     "apps.runs",
     "apps.reporters",
@@ -170,6 +171,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "apps.runs.models.RunStatus",
         "StepRunStatusEnum": "apps.runs.models.StepRun.Status",
+        "ConnectionKindEnum": "apps.flow.models.Connection.Kind",
+        "RecipeKindEnum": "apps.flow.models.Recipe.Kind",
     },
 }
 

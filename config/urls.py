@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from apps.accounts.api import ApiTokenViewSet, license_view, me_view
+from apps.flow.api import ConnectionViewSet, DatasetViewSet, RecipeViewSet
 from apps.projects.api import MembershipViewSet, ProjectViewSet
 from apps.reporters.api import ChannelViewSet, ReporterViewSet, RunDeliveryViewSet
 from apps.runs.api import RunViewSet
@@ -13,10 +14,13 @@ from apps.system.views import health
 router = SimpleRouter()
 router.register("projects", ProjectViewSet, basename="project")
 router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("connections", ConnectionViewSet, basename="connection")
 router.register("channels", ChannelViewSet, basename="channel")
 
 project_router = SimpleRouter()
 project_router.register("memberships", MembershipViewSet, basename="membership")
+project_router.register("datasets", DatasetViewSet, basename="dataset")
+project_router.register("recipes", RecipeViewSet, basename="recipe")
 project_router.register("scenarios", ScenarioViewSet, basename="scenario")
 project_router.register("steps", StepViewSet, basename="step")
 project_router.register("runs", RunViewSet, basename="run")
@@ -40,5 +44,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("health/", health, name="health"),
+    path("projects/<str:key>/", include("apps.flow.urls")),
     path("", include("apps.accounts.urls")),
 ]

@@ -272,6 +272,44 @@ def _plain(row: tuple) -> tuple:
     return tuple(plain)
 
 
+def query_rows(dataset: Dataset, template: str) -> list[tuple]:
+    """Run ``template`` (with ``{source}`` standing for the dataset) where the data lives."""
+    if not dataset.connection.is_sql:
+        sql = template.replace("{source}", duckdb_source(dataset))
+        try:
+            with duckdb.connect() as con:
+                return con.execute(sql).fetchall()
+        except duckdb.Error as error:
+            raise FlowError(f"{dataset.name}: {error}") from None
+    try:
+        with sql_connect(dataset.connection) as db:
+            cursor = db.cursor()
+            cursor.execute(template.replace("{source}", quote(dataset.table_name)))
+            return cursor.fetchall()
+    except (psycopg.Error, sqlite3.Error) as error:
+        raise FlowError(f"{dataset.name}: {error}".strip()) from None
+
+
+def dataset_columns(dataset: Dataset) -> list[str]:
+    """Column names, from the stored schema (detected and stored on first use)."""
+    if not dataset.schema:
+        schema, frames = read_frames(dataset)
+        frames.close()
+        Dataset.objects.filter(pk=dataset.pk).update(schema=schema)
+        dataset.schema = schema
+    return [column["name"] for column in dataset.schema]
+
+
+def column_sql(dataset: Dataset, name: str, owner: str) -> str:
+    """The quoted column, or FlowError naming the unknown column and the ones there are."""
+    columns = dataset_columns(dataset)
+    if name not in columns:
+        raise FlowError(
+            f"{owner}: unknown column {name!r} in {dataset.name} (columns: {', '.join(columns)})."
+        )
+    return quote(name)
+
+
 def clear(dataset: Dataset) -> None:
     if dataset.connection.is_sql:
         with sql_connect(dataset.connection) as db:

@@ -26,6 +26,9 @@ STEP_TYPES = {
     "verify_rules": "apps.scenarios.steps.quality.VerifyRules",
     "train_model": "apps.scenarios.steps.models.TrainModel",
     "run_model_checks": "apps.scenarios.steps.models.RunModelChecks",
+    "refresh_charts": "apps.scenarios.steps.outputs.RefreshCharts",
+    "export_flow_docs": "apps.scenarios.steps.outputs.ExportFlowDocs",
+    "export_model_docs": "apps.scenarios.steps.outputs.ExportModelDocs",
 }
 
 __all__ = [
