@@ -8,12 +8,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from apps.dashboards.models import Chart, Dashboard
+from apps.dashboards.services import chart_refresh
 from apps.flow import build as engine
 from apps.flow.documentation import flow_docs_export
-from apps.dashboards.services import chart_refresh
 from tests.conftest import PASSWORD
-from tests.flow.test_build import fresh
 from tests.flow.conftest import files_connection, orders_flow, pg_connection, recipe_run  # noqa: F401
+from tests.flow.test_build import fresh
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "dashboard.png"
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90), pytest.mark.django_db(transaction=True)]
