@@ -194,3 +194,24 @@ def test_python_check_in_the_sandbox(built, make_scenario, no_dispatch, cast):
     assert run.status == "failed"
     assert run.step_runs.get(name="check").output == {"orders_clean.custom": "ERROR"}
     assert "Check orders_clean.custom: ERROR (4 rows)" in messages(run)
+
+
+def test_a_script_scenario_drives_the_flow_through_the_client(
+    orders_flow, make_scenario, no_dispatch, cast
+):
+    profile_assign(user=cast["owner"], kind=ProfileKind.CODER)
+    Metric.objects.create(dataset=fresh(orders_flow["clean"]), name="rows", kind="row_count")
+    scenario = make_scenario(
+        kind="python",
+        script=(
+            "from cadenza import scenario\n"
+            "built = scenario.build_dataset('orders_by_day_pg', mode='missing')\n"
+            "print('built', built['output']['recipes'])\n"
+            "m = scenario.compute_metrics('orders_clean')\n"
+            "print('rows', m['output']['orders_clean.rows'])\n"
+        ),
+    )
+    run = execute(scenario, user=cast["owner"])
+    assert run.status == "success", messages(run)
+    log = messages(run)
+    assert "built ['clean', 'by_day', 'to_pg']" in log and "rows 4.0" in log

@@ -14,6 +14,10 @@ from cadenza._rpc import CadenzaError, call
 
 __all__ = [
     "CadenzaError",
+    "build_dataset",
+    "compute_metrics",
+    "run_checks",
+    "train_model",
     "get_trigger_params",
     "get_variables",
     "log",
@@ -57,3 +61,16 @@ def run_scenario(scenario: str | int, *, wait: bool = True, params: dict | None 
 def build_dataset(name: str, *, mode: str = "required") -> dict:
     """Build a dataset of this project (modes: only, required, force, missing)."""
     return run_step("build", {"datasets": [name], "mode": mode}, name=f"build {name}")
+
+
+def train_model(name: str) -> dict:
+    """Train a saved model of this project; the new version becomes active."""
+    return run_step("train_model", {"model": name}, name=f"train {name}")
+
+
+def compute_metrics(*datasets: str) -> dict:
+    return run_step("compute_metrics", {"datasets": list(datasets)}, name="compute metrics")
+
+
+def run_checks(*datasets: str) -> dict:
+    return run_step("run_checks", {"datasets": list(datasets)}, name="run checks")
