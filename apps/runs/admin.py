@@ -1,4 +1,5 @@
-"""Admin for runs: read-only history with step runs and the log tail; abort; delete for editors."""
+"""Admin for runs: read-only history with step runs, deliveries and the log tail; abort; delete
+for editors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.utils.html import format_html
 
 from apps.projects import permissions
 from apps.projects.admin import ProjectScopedAdmin
+from apps.reporters.admin import DeliveryInline
 from apps.runs.models import ACTIVE_STATUSES, Run, StepRun
 from apps.runs.services import run_abort
 from apps.scenarios.models import Scenario
@@ -56,7 +58,7 @@ class RunAdmin(ProjectScopedAdmin):
     list_filter = ["status", TriggerKindFilter]
     list_select_related = ["scenario__project", "started_by"]
     search_fields = ["scenario__name"]
-    inlines = [StepRunInline]
+    inlines = [StepRunInline, DeliveryInline]
     actions = ["abort_runs"]
     fieldsets = [
         (None, {"fields": ["scenario", "number", "status", "outcome_message"]}),

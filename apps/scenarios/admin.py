@@ -1,4 +1,5 @@
-"""Admin for scenarios, with their steps inline and the Run now / Abort / Activate actions."""
+"""Admin for scenarios, with their steps and reporters inline and the Run now / Abort /
+Activate actions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.db.models import OuterRef, Subquery
 
 from apps.projects import permissions
 from apps.projects.admin import ProjectScopedAdmin
+from apps.reporters.admin import ReporterInline
 from apps.runs.models import ACTIVE_STATUSES, Run
 from apps.runs.services import run_abort, run_start
 from apps.scenarios.models import Scenario, Step
@@ -151,7 +153,7 @@ class ScenarioForm(forms.ModelForm):
 @admin.register(Scenario)
 class ScenarioAdmin(ProjectScopedAdmin):
     form = ScenarioForm
-    inlines = [StepInline]
+    inlines = [StepInline, ReporterInline]
     list_display = ["name", "project", "kind", "active", "queue_policy", "last_run", "updated_at"]
     list_filter = ["kind", "active", "queue_policy"]
     list_select_related = ["project"]

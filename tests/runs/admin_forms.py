@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def scenario_form(project, *, steps=(), initial=0, **fields) -> dict:
-    """The scenario change form as the browser posts it, with ``steps`` inline forms."""
+def scenario_form(project, *, steps=(), initial=0, reporters=(), **fields) -> dict:
+    """The scenario change form as the browser posts it, with ``steps`` and ``reporters``
+    inline forms (the reporters all new)."""
     form = {
         "project": project.pk, "name": "Nightly", "description": "", "tags": "[]",
         "kind": "steps", "script": "", "active": "on", "queue_policy": "skip",
@@ -20,6 +21,13 @@ def scenario_form(project, *, steps=(), initial=0, **fields) -> dict:
             "retry_backoff": 1.0, "timeout_seconds": "", "warnings_as": "warning", **step,
         }  # fmt: skip
         form |= {f"steps-{i}-{key}": value for key, value in values.items()}
+    form |= {"reporters-TOTAL_FORMS": len(reporters), "reporters-INITIAL_FORMS": 0,
+             "reporters-MIN_NUM_FORMS": 0, "reporters-MAX_NUM_FORMS": 1000}  # fmt: skip
+    for i, reporter in enumerate(reporters):
+        values = {"name": f"reporter{i}", "enabled": "on", "when": "end", "condition": "",
+                  "recipients": "", "subject": "{{ outcome }}", "body": "{{ run_url }}",
+                  **reporter}  # fmt: skip
+        form |= {f"reporters-{i}-{key}": value for key, value in values.items()}
     return form
 
 
