@@ -26,7 +26,7 @@ from apps.projects.admin import ProjectScopedAdmin
 from apps.system.encryption import SecretsUnreadable
 
 CODE_REFUSED = "Writing a Python recipe needs the coder profile and the editor role."
-BUILD_STATUS = ["built_at", "built_by", "row_count", "out_of_date", "columns"]
+BUILD_STATUS = ["built_at", "built_by_recipe", "row_count", "out_of_date", "columns"]
 
 # --- connections -------------------------------------------------------------------------------
 
@@ -163,7 +163,7 @@ class DatasetForm(forms.ModelForm):
 class DatasetAdmin(FlowStatusAdmin):
     form = DatasetForm
     list_display = ["name", "project", "connection", "format", "built_at", "row_count",
-                    "built_by", "out_of_date"]  # fmt: skip
+                    "built_by_recipe", "out_of_date"]  # fmt: skip
     list_filter = ["project", "connection", "format"]
     list_select_related = ["project", "connection", "built_by"]
     search_fields = ["name", "path", "table"]
@@ -184,6 +184,10 @@ class DatasetAdmin(FlowStatusAdmin):
 
     def is_out_of_date(self, dataset, stale: set[int]) -> bool:
         return dataset.pk in stale
+
+    @admin.display(description="Built by", ordering="built_by__name")
+    def built_by_recipe(self, dataset) -> str:
+        return dataset.built_by.name if dataset.built_by else "—"
 
     @admin.display(description="Columns")
     def columns(self, dataset) -> str:
