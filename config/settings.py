@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.ml",
     "apps.dashboards",
     "apps.scenarios",
+    "apps.triggers",
     "apps.runs",
     "apps.reporters",
 ]
@@ -269,3 +270,5 @@ for _network in CADENZA_OUTBOUND_ALLOW:
             f"CADENZA_OUTBOUND_ALLOW: {_network!r} is not a network."
         ) from None
 CELERY_BEAT_SCHEDULE["reporters-sweep"] = {"task": "reporters.sweep", "schedule": 60.0}
+# Beat is the clock: one tick a second claims due trigger slots and checks in batches.
+CELERY_BEAT_SCHEDULE["triggers-tick"] = {"task": "triggers.tick", "schedule": 1.0}

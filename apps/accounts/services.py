@@ -46,6 +46,7 @@ def profile_assign(*, user, kind: str) -> Profile:
     list(InstalledLicense.objects.select_for_update().order_by("-installed_at", "-id")[:1])
     profile_check_seat(user=user, kind=kind)
     profile, _ = Profile.objects.update_or_create(user=user, defaults={"kind": kind})
+    user.cadenza_profile = profile  # the caller's user object now tells the truth
     user.__dict__.pop("_cadenza_roles", None)
     return profile
 

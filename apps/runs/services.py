@@ -185,6 +185,12 @@ def _report_end(run: Run) -> None:
         reporters_fire(run, "end")
     except Exception:  # a reporter never changes how a run ended
         log.exception("end reporters of run %s failed", run.pk)
+    from apps.triggers.services import triggers_after_run
+
+    try:
+        triggers_after_run(run)
+    except Exception:  # nor does a downstream trigger
+        log.exception("after-scenario triggers of run %s failed", run.pk)
 
 
 def _promote_waiting(scenario_id: int) -> None:

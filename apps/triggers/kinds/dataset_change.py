@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+from rest_framework import serializers
+
+from apps.triggers.kinds.base import Evaluation, TriggerKind, changed_with_grace, fingerprint
+
+
+def dataset_fingerprint(dataset) -> object:
+    """Files: names, sizes and mtimes. PostgreSQL: the table's write counters. SQLite: a count."""
+    from apps.flow import storage
+
+    if not dataset.connection.is_sql:
+        return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in storage.files_of(dataset)]
+    with storage.sql_connect(dataset.connection) as db:
+        cursor = db.cursor()
+        if dataset.connection.kind == "postgresql":
+            cursor.execute(
+                "SELECT n_tup_ins, n_tup_upd, n_tup_del, n_live_tup FROM "
+                "pg_stat_user_tables WHERE relname = %s",
+                [dataset.table_name],
+            )
+        else:
+            cursor.execute(f"SELECT count(*) FROM {storage.quote(dataset.table_name)}")
+        return cursor.fetchall()
+
+
+class DatasetChange(TriggerKind):
+    key = "dataset_change"
+    label = "Dataset change"
+    feature = "trigger.dataset_change"
+
+    class Params(serializers.Serializer):
+        datasets = serializers.ListField(child=serializers.CharField(), min_length=1)
+        all_changed = serializers.BooleanField(
+            default=False, help_text="Fire only when every one changed."
+        )
+
+    def evaluate(self, trigger, now):
+        from apps.flow.models import Dataset
+
+        datasets = list(
+            Dataset.objects.select_related("connection").filter(
+                project_id=trigger.scenario.project_id, name__in=trigger.params["datasets"]
+            )
+        )
+        if len(datasets) != len(trigger.params["datasets"]):
+            return Evaluation("error", "A watched dataset no longer exists.")
+        try:
+            prints = {d.name: fingerprint(dataset_fingerprint(d)) for d in datasets}
+        except (OSError, psycopg.Error, sqlite3.Error) as error:
+            return Evaluation("error", f"Cannot read a watched dataset: {error}")
+        fired_before = trigger.state.get(
+            "fired_each", prints if "seen" not in trigger.state else {}
+        )
+        changed = sorted(name for name, value in prints.items() if fired_before.get(name) != value)
+        if trigger.params["all_changed"] and len(changed) < len(prints):
+            return Evaluation(
+                "unchanged",
+                f"changed so far: {', '.join(changed) or 'none'}",
+                state={**trigger.state, "fired_each": fired_before},
+            )
+        result, state = changed_with_grace(
+            trigger.state, fingerprint(prints), now, trigger.grace_seconds
+        )
+        if result == "fired":
+            state["fired_each"] = prints
+            return Evaluation(
+                "fired", f"changed: {', '.join(changed)}", {"changed_datasets": changed}, state
+            )
+        state.setdefault("fired_each", fired_before)
+        return Evaluation(result, "", state=state)
