@@ -1,5 +1,4 @@
 from __future__ import annotations
-from tests.flow.conftest import files_connection, pg_connection  # noqa: F401
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -8,6 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from apps.accounts import license as licensing
 from apps.triggers.models import Trigger
 from apps.triggers.services import trigger_save
+from tests.flow.conftest import files_connection, pg_connection  # noqa: F401
 
 
 @pytest.fixture
