@@ -2,10 +2,15 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.urls import reverse
 
 from apps.dashboards.models import Dashboard
 from apps.projects import permissions
 from apps.projects.models import Project
+
+
+def dashboard_url(dashboard: Dashboard) -> str:
+    return reverse("dashboard", kwargs={"key": dashboard.project.key, "dashboard_id": dashboard.pk})
 
 
 @login_required

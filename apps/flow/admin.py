@@ -164,7 +164,11 @@ class DatasetAdmin(FlowStatusAdmin):
     form = DatasetForm
     list_display = ["name", "project", "connection", "format", "built_at", "row_count",
                     "built_by_recipe", "out_of_date"]  # fmt: skip
-    list_filter = ["project", "connection", "format"]
+    list_filter = [
+        ("project", admin.RelatedOnlyFieldListFilter),
+        ("connection", admin.RelatedOnlyFieldListFilter),
+        "format",
+    ]
     list_select_related = ["project", "connection", "built_by"]
     search_fields = ["name", "path", "table"]
     actions = ["build_required", "build_force", "clear_data"]
@@ -271,7 +275,7 @@ class RecipeAdmin(FlowStatusAdmin):
     form = RecipeForm
     list_display = ["name", "project", "kind", "input_names", "output_names", "updated_at",
                     "out_of_date"]  # fmt: skip
-    list_filter = ["project", "kind"]
+    list_filter = [("project", admin.RelatedOnlyFieldListFilter), "kind"]
     list_select_related = ["project"]
     search_fields = ["name", "code"]
     filter_horizontal = ["inputs", "outputs"]

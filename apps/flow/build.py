@@ -109,8 +109,7 @@ def build(targets: list[Dataset], mode: str, run: recipe_runner.RecipeRun) -> li
 def dataset_mark_built(recipe: Recipe, rows: dict[str, int]) -> None:
     now = timezone.now()
     for dataset in recipe.outputs.all():
-        schema, frames = storage.read_frames(dataset)
-        frames.close() if hasattr(frames, "close") else None
+        schema = storage.read_schema(dataset)
         Dataset.objects.filter(pk=dataset.pk).update(
             built_at=now, built_by=recipe, row_count=rows.get(dataset.name), schema=schema
         )

@@ -184,13 +184,28 @@ def read_frames(dataset: Dataset) -> tuple[list[dict], Iterator[pd.DataFrame]]:
     return _read_sql(dataset)
 
 
-def _read_sql(dataset: Dataset) -> tuple[list[dict], Iterator[pd.DataFrame]]:
+def read_schema(dataset: Dataset) -> list[dict]:
+    """Columns and types, reading as little as possible (and closing what it opened)."""
+    if not dataset.connection.is_sql:
+        with duckdb.connect() as con:
+            return relation_schema(con.sql(f"SELECT * FROM {duckdb_source(dataset)} LIMIT 0"))
+    schema, frames = _read_sql(dataset, limit=1)
+    for _ in frames:  # drain, so the generator's finally closes the connection
+        pass
+    return schema
+
+
+def _read_sql(
+    dataset: Dataset, limit: int | None = None
+) -> tuple[list[dict], Iterator[pd.DataFrame]]:
     """Streams: the connection stays open until the last batch has been read."""
     context = sql_connect(dataset.connection)
     db = context.__enter__()
     cursor = db.cursor()
     try:
-        cursor.execute(f"SELECT * FROM {quote(dataset.table_name)}")
+        cursor.execute(
+            f"SELECT * FROM {quote(dataset.table_name)}" + (f" LIMIT {int(limit)}" if limit else "")
+        )
     except (psycopg.Error, sqlite3.Error) as error:
         context.__exit__(None, None, None)
         raise FlowError(f"{dataset}: {error}".strip()) from None
@@ -293,8 +308,7 @@ def query_rows(dataset: Dataset, template: str) -> list[tuple]:
 def dataset_columns(dataset: Dataset) -> list[str]:
     """Column names, from the stored schema (detected and stored on first use)."""
     if not dataset.schema:
-        schema, frames = read_frames(dataset)
-        frames.close()
+        schema = read_schema(dataset)
         Dataset.objects.filter(pk=dataset.pk).update(schema=schema)
         dataset.schema = schema
     return [column["name"] for column in dataset.schema]

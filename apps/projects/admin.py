@@ -143,7 +143,7 @@ class ProjectAdmin(ProjectScopedAdmin):
 class MembershipAdmin(ProjectScopedAdmin):
     form = MembershipForm
     list_display = ["project", "user", "group", "role"]
-    list_filter = ["role", "project"]
+    list_filter = ["role", ("project", admin.RelatedOnlyFieldListFilter)]
 
     def delete_model(self, request, obj):
         self.delete_queryset(request, [obj])

@@ -21,43 +21,13 @@ AGGREGATES = {
 }
 
 
-def _columns(dataset: Dataset) -> list[str]:
-    if not dataset.schema:
-        schema, frames = storage.read_frames(dataset)
-        frames.close()
-        Dataset.objects.filter(pk=dataset.pk).update(schema=schema)
-        dataset.schema = schema
-    return [column["name"] for column in dataset.schema]
-
-
-def _column(dataset: Dataset, name: str, owner: str) -> str:
-    columns = _columns(dataset)
-    if name not in columns:
-        raise FlowError(
-            f"{owner}: unknown column {name!r} in {dataset.name} (columns: {', '.join(columns)})."
-        )
-    return quote(name)
-
-
 def _select(dataset: Dataset, expressions: list[str]) -> list:
     """One row of aggregates over the dataset, computed where the data lives."""
     if not expressions:
         return []
-    if not dataset.connection.is_sql:
-        sql = f"SELECT {', '.join(expressions)} FROM {storage.duckdb_source(dataset)} AS t"
-        try:
-            with duckdb.connect() as con:
-                return list(con.execute(sql).fetchone())
-        except duckdb.Error as error:
-            raise FlowError(f"{dataset.name}: {error}") from None
-    sql = f"SELECT {', '.join(expressions)} FROM {quote(dataset.table_name)} AS t"
-    try:
-        with storage.sql_connect(dataset.connection) as db:
-            cursor = db.cursor()
-            cursor.execute(sql)
-            return list(cursor.fetchone())
-    except (psycopg.Error, sqlite3.Error) as error:
-        raise FlowError(f"{dataset.name}: {error}".strip()) from None
+    return list(
+        storage.query_rows(dataset, f"SELECT {', '.join(expressions)} FROM {{source}} AS t")[0]
+    )
 
 
 def _custom_sql(dataset: Dataset, metric: Metric):
@@ -99,11 +69,11 @@ def metrics_compute(dataset: Dataset, *, run=None) -> dict[str, float | None]:
             aggregated.append(metric)
             expressions.append("count(*)")
         elif metric.kind in Metric.COLUMN_KINDS:
-            column = _column(dataset, metric.column, f"Metric {metric.name}")
+            column = storage.column_sql(dataset, metric.column, f"Metric {metric.name}")
             aggregated.append(metric)
             expressions.append(AGGREGATES[metric.kind].format(c=column))
         elif metric.kind == Metric.Kind.COLUMN_COUNT:
-            values[metric.name] = float(len(_columns(dataset)))
+            values[metric.name] = float(len(storage.dataset_columns(dataset)))
         elif metric.kind == Metric.Kind.FILE_SIZE:
             values[metric.name] = (
                 None
@@ -168,7 +138,7 @@ def _violations(rule: Rule, dataset: Dataset) -> str:
     """A SQL expression counting the rows that break the rule (or the failing condition)."""
     params = rule.params or {}
     column = (
-        _column(dataset, rule.column, f"Rule {rule.name}")
+        storage.column_sql(dataset, rule.column, f"Rule {rule.name}")
         if rule.kind not in (Rule.Kind.NOT_EMPTY, Rule.Kind.ROW_COUNT)
         else ""
     )
