@@ -4,12 +4,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import SimpleRouter
 
 from apps.accounts.api import ApiTokenViewSet, license_view, me_view
+from apps.dashboards.api import ChartViewSet, DashboardViewSet
 from apps.flow.api import ConnectionViewSet, DatasetViewSet, RecipeViewSet
+from apps.ml.api import SavedModelViewSet
 from apps.projects.api import MembershipViewSet, ProjectViewSet
+from apps.quality.api import CheckViewSet, MetricViewSet, RuleViewSet
 from apps.reporters.api import ChannelViewSet, ReporterViewSet, RunDeliveryViewSet
 from apps.runs.api import RunViewSet
 from apps.scenarios.api import ScenarioViewSet, StepViewSet, step_types_view
 from apps.system.views import health
+from apps.triggers.api import TriggerViewSet, trigger_kinds_view
 
 router = SimpleRouter()
 router.register("projects", ProjectViewSet, basename="project")
@@ -21,10 +25,17 @@ project_router = SimpleRouter()
 project_router.register("memberships", MembershipViewSet, basename="membership")
 project_router.register("datasets", DatasetViewSet, basename="dataset")
 project_router.register("recipes", RecipeViewSet, basename="recipe")
+project_router.register("metrics", MetricViewSet, basename="metric")
+project_router.register("checks", CheckViewSet, basename="check")
+project_router.register("rules", RuleViewSet, basename="rule")
+project_router.register("models", SavedModelViewSet, basename="model")
+project_router.register("charts", ChartViewSet, basename="chart")
+project_router.register("dashboards", DashboardViewSet, basename="dashboard")
 project_router.register("scenarios", ScenarioViewSet, basename="scenario")
 project_router.register("steps", StepViewSet, basename="step")
 project_router.register("runs", RunViewSet, basename="run")
 project_router.register("reporters", ReporterViewSet, basename="reporter")
+project_router.register("triggers", TriggerViewSet, basename="trigger")
 project_router.register(
     r"runs/(?P<run_pk>[0-9]+)/deliveries", RunDeliveryViewSet, basename="run-delivery"
 )
@@ -33,6 +44,7 @@ api_v1 = [
     path("", include(router.urls)),
     path("projects/<str:project_key>/", include(project_router.urls)),
     path("step-types/", step_types_view, name="step-types"),
+    path("trigger-kinds/", trigger_kinds_view, name="trigger-kinds"),
     path("license/", license_view, name="license"),
     path("me/", me_view, name="me"),
 ]

@@ -1,5 +1,5 @@
-"""Admin for scenarios, with their steps and reporters inline and the Run now / Abort /
-Activate actions."""
+"""Admin for scenarios, with their steps, triggers and reporters inline and the Run now /
+Abort / Activate actions."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from apps.scenarios.models import Scenario, Step
 from apps.scenarios.services import scenario_run_as
 from apps.scenarios.steps import get_step_type, step_type_choices, validate_params
 from apps.scenarios.validation import step_condition_errors, writes_script
+from apps.triggers.admin import TriggerInline
 
 STEP_FIELDS = [
     "position", "name", "type", "params", "enabled", "run_condition", "condition_outcomes",
@@ -153,7 +154,7 @@ class ScenarioForm(forms.ModelForm):
 @admin.register(Scenario)
 class ScenarioAdmin(ProjectScopedAdmin):
     form = ScenarioForm
-    inlines = [StepInline, ReporterInline]
+    inlines = [StepInline, TriggerInline, ReporterInline]
     list_display = ["name", "project", "kind", "active", "queue_policy", "last_run", "updated_at"]
     list_filter = ["kind", "active", "queue_policy"]
     list_select_related = ["project"]

@@ -43,7 +43,7 @@ def trigger_validate(kind: str, params) -> dict:
 def trigger_save(trigger: Trigger, *, user) -> Trigger:
     """Validate, check the license and profile, keep beat's schedule rows in sync."""
     gate = kind_gate(trigger.kind, user)
-    if not gate.allowed:
+    if trigger.enabled and not gate.allowed:  # switching a trigger off is always allowed
         raise PermissionDenied(gate.reason)
     trigger.params = trigger_validate(trigger.kind, trigger.params)
     trigger.suspended_reason = ""

@@ -21,6 +21,8 @@ def scenario_form(project, *, steps=(), initial=0, reporters=(), **fields) -> di
             "retry_backoff": 1.0, "timeout_seconds": "", "warnings_as": "warning", **step,
         }  # fmt: skip
         form |= {f"steps-{i}-{key}": value for key, value in values.items()}
+    form |= {"triggers-TOTAL_FORMS": 0, "triggers-INITIAL_FORMS": 0,
+             "triggers-MIN_NUM_FORMS": 0, "triggers-MAX_NUM_FORMS": 1000}  # fmt: skip
     form |= {"reporters-TOTAL_FORMS": len(reporters), "reporters-INITIAL_FORMS": 0,
              "reporters-MIN_NUM_FORMS": 0, "reporters-MAX_NUM_FORMS": 1000}  # fmt: skip
     for i, reporter in enumerate(reporters):

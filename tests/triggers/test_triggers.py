@@ -249,3 +249,15 @@ def test_after_scenario_fires_on_the_chosen_outcomes(
     assert fired.trigger_kind == "after_scenario"
     assert fired.trigger_params["upstream_run"] == run.pk
     assert fired.trigger_params["upstream_outcome"] == "success"
+
+
+def test_a_suspended_trigger_can_still_be_switched_off(make_scenario, make_trigger, edition, cast):
+    edition("team")
+    trigger = make_trigger(make_scenario(), "sql_change", {"connection": "x", "sql": "SELECT 1"})
+    InstalledLicense.objects.all().delete()
+    trigger.enabled = False
+    trigger = trigger_save(trigger, user=cast["owner"])
+    assert not trigger.enabled and trigger.next_check_at is None
+    trigger.enabled = True
+    with pytest.raises(PermissionDenied, match="Team edition"):
+        trigger_save(trigger, user=cast["owner"])

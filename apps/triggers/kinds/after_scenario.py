@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.triggers.kinds.base import TriggerKind
+from apps.triggers.kinds.base import Evaluation, TriggerKind
 
 
 class AfterScenario(TriggerKind):
@@ -19,4 +19,11 @@ class AfterScenario(TriggerKind):
         outcomes = serializers.ListField(
             child=serializers.ChoiceField(["success", "warning", "failed", "aborted"]),
             default=["success", "warning"],
+        )
+
+    def evaluate(self, trigger, now):
+        # Only "Test now" gets here: the upstream run's end fires it, never a check.
+        outcomes = " or ".join(trigger.params.get("outcomes", []))
+        return Evaluation(
+            "unchanged", f"Fires when scenario #{trigger.params['scenario']} ends {outcomes}."
         )

@@ -107,4 +107,11 @@ class TimeTrigger(TriggerKind):
         return next_cron(crontab_fields(params), zone, after, last_day=params.get("day") == "last")
 
     def evaluate(self, trigger, now):
-        return Evaluation("fired", "scheduled slot", {"slot": now.isoformat()})
+        # Only "Test now" gets here: beat's slots fire time triggers, never a check.
+        upcoming = self.next_fire(trigger, now)
+        if upcoming is None:
+            return Evaluation("unchanged", "No slot in the next five years.")
+        local = upcoming.astimezone(ZoneInfo(trigger.params.get("timezone", "UTC")))
+        return Evaluation(
+            "unchanged", f"Fires on its schedule; next slot {local:%Y-%m-%d %H:%M %Z}."
+        )
