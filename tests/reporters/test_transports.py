@@ -19,6 +19,7 @@ from aiosmtpd.handlers import Message as SmtpMessage
 from apps.reporters.models import Delivery
 from apps.reporters.services import delivery_send
 from devstack import free_port
+from tests.flow.conftest import files_connection, pg_connection  # noqa: F401
 from tests.reporters.conftest import FAIL, PASS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -222,3 +223,41 @@ def test_secrets_are_encrypted_at_rest(channel):
     hook.refresh_from_db()
     assert hook.secrets["url"] == "https://example.com/t0ken"
     assert os.environ.get("SECRET_KEY", "") not in stored
+
+
+@pytest.mark.parametrize("where", ["files", "postgresql"])
+def test_dataset_gets_one_row_per_run(
+    channel,
+    reporter,
+    finished_run,
+    queued_deliveries,
+    project,
+    files_connection,
+    pg_connection,
+    where,
+):
+    from apps.flow import storage
+    from apps.flow.models import Dataset
+
+    connection = files_connection if where == "files" else pg_connection
+    history = Dataset.objects.create(
+        project=project,
+        name="run_history",
+        connection=connection,
+        format="csv" if where == "files" else "table",
+        path="history.csv",
+    )
+    storage.clear(history)
+    sink = channel("dataset", config={"project": "SALES", "dataset": "run_history"})
+    scenario = reporter(sink, steps=FAIL).scenario
+    for _ in range(2):
+        queued_deliveries.clear()
+        run = finished_run(scenario)
+        [delivery] = send_all(run, queued_deliveries)
+        assert delivery.status == "sent", delivery.error
+    _, frames = storage.read_frames(history)
+    rows = __import__("pandas").concat(list(frames))
+    assert len(rows) == 2
+    assert list(rows["outcome"]) == ["failed", "failed"]
+    assert list(rows["run_number"].astype(int)) == [1, 2]
+    assert set(rows["scenario"]) == {scenario.name}

@@ -16,6 +16,7 @@ TRANSPORTS = {
     "webhook": "apps.reporters.transports.webhook.Webhook",
     "twilio": "apps.reporters.transports.twilio.Twilio",
     "shell": "apps.reporters.transports.shell.Shell",
+    "dataset": "apps.reporters.transports.dataset.AppendToDataset",
 }
 
 __all__ = [
