@@ -59,12 +59,9 @@ def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> int:
                 f"CREATE VIEW {quote(dataset.name)} AS SELECT * FROM "
                 f"{storage.duckdb_source(dataset)}"
             )
-        relation = con.sql(recipe.code)
+        return storage.copy_query_to_files(output, con, recipe.code)
     except duckdb.Error as error:
         raise FlowError(f"SQL recipe {recipe.name}: {error}") from None
-    schema, frames = storage.relation_schema(relation), storage.relation_frames(relation)
-    try:
-        return storage.write_frames(output, schema, frames)
     finally:
         con.close()
 

@@ -255,6 +255,18 @@ def _write_files(dataset: Dataset, schema: list[dict], frames) -> int:
     return rows
 
 
+def copy_query_to_files(dataset: Dataset, con, sql: str) -> int:
+    """Write a DuckDB query straight into a file dataset (no round trip through Python)."""
+    target = files_path(dataset)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.writing")
+    options = "FORMAT parquet" if dataset.format == Dataset.Format.PARQUET else "HEADER, FORMAT csv"
+    rows = con.execute(f"COPY ({sql}) TO {literal(staging)} ({options})").fetchone()[0]
+    _remove(target)
+    staging.rename(target)  # readers never see a half-written file
+    return rows
+
+
 def _write_sql(dataset: Dataset, schema: list[dict], frames) -> int:
     flavour = 0 if dataset.connection.kind == Connection.Kind.POSTGRESQL else 1
     table = quote(dataset.table_name)
