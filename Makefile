@@ -32,6 +32,10 @@ system-deps:
 run-distributed: system-deps $(VENV)/.installed
 	scripts/run-distributed
 
+## bench: the performance suite on loopback servers of its own (~2-3 min); docs/performance.md
+bench: system-deps $(VENV)/.installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 

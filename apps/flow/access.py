@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import duckdb
 import psycopg
 
 from apps.flow import storage
@@ -15,7 +14,15 @@ from apps.system.encryption import SecretsUnreadable
 
 # Reading a dataset that was never built, or whose database is unreachable, fails with one of
 # these; the columns are then unknown, and checked again when the metric, model or chart runs.
-READ_ERRORS = (FlowError, duckdb.Error, psycopg.Error, sqlite3.Error, SecretsUnreadable, OSError)
+
+
+def read_errors() -> tuple[type[Exception], ...]:
+    # duckdb is imported on first use only (apps/system/lazy.py).
+    from apps.flow.storage import duckdb
+
+    return (FlowError, duckdb.Error, psycopg.Error, sqlite3.Error, SecretsUnreadable, OSError)
+
+
 NUMERIC_TYPES = ("BIGINT", "DOUBLE")
 
 
@@ -33,7 +40,7 @@ def known_columns(dataset: Dataset, user) -> dict[str, str] | None:
             return None
         try:
             storage.dataset_columns(dataset)
-        except READ_ERRORS:
+        except read_errors():
             return None
     return {column["name"]: column["type"] for column in dataset.schema}
 

@@ -9,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import psycopg
 
 from apps.flow import storage
 from apps.flow.models import Dataset, Recipe
-from apps.flow.storage import FlowError, quote
+from apps.flow.storage import FlowError, duckdb, quote
 
 
 @dataclass

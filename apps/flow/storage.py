@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import duckdb
-import pandas as pd
 import psycopg
 from django.conf import settings
 
 from apps.flow.models import Connection, Dataset
+from apps.system.lazy import LazyModule
+
+duckdb = LazyModule("duckdb")
+pd = LazyModule("pandas")
 
 BATCH = 50_000
 SQL_TYPES = {  # canonical type → (PostgreSQL, SQLite)

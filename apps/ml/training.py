@@ -3,27 +3,30 @@ its parameters, they do not run code here)."""
 
 from __future__ import annotations
 
-import joblib
-import pandas as pd
 from django.conf import settings
 from django.db import transaction
-from sklearn import ensemble, linear_model, metrics
-from sklearn.model_selection import train_test_split
+from django.utils.module_loading import import_string
 
 from apps.flow import storage
 from apps.flow.storage import FlowError
 from apps.ml.models import ModelVersion, SavedModel
+from apps.system.lazy import LazyModule
+
+joblib = LazyModule("joblib")
+metrics = LazyModule("sklearn.metrics")
+model_selection = LazyModule("sklearn.model_selection")
+pd = LazyModule("pandas")
 
 ALGORITHMS = {
     "classification": {
-        "logistic_regression": linear_model.LogisticRegression,
-        "random_forest": ensemble.RandomForestClassifier,
-        "gradient_boosting": ensemble.GradientBoostingClassifier,
+        "logistic_regression": "sklearn.linear_model.LogisticRegression",
+        "random_forest": "sklearn.ensemble.RandomForestClassifier",
+        "gradient_boosting": "sklearn.ensemble.GradientBoostingClassifier",
     },
     "regression": {
-        "linear_regression": linear_model.LinearRegression,
-        "random_forest": ensemble.RandomForestRegressor,
-        "gradient_boosting": ensemble.GradientBoostingRegressor,
+        "linear_regression": "sklearn.linear_model.LinearRegression",
+        "random_forest": "sklearn.ensemble.RandomForestRegressor",
+        "gradient_boosting": "sklearn.ensemble.GradientBoostingRegressor",
     },
 }
 
@@ -33,7 +36,7 @@ def estimator_for(task: str, algorithm: str, params: dict):
     choices = ALGORITHMS.get(task, {})
     if algorithm not in choices:
         raise FlowError(f"Unknown algorithm {algorithm!r} for {task}; one of {sorted(choices)}.")
-    cls = choices[algorithm]
+    cls = import_string(choices[algorithm])
     unknown = set(params) - set(cls().get_params())
     if unknown:
         raise FlowError(f"Unknown parameter(s) {', '.join(sorted(unknown))} for {algorithm}.")
@@ -81,7 +84,7 @@ def model_train(model: SavedModel, *, run=None) -> ModelVersion:
     stratify = (
         target if model.task == "classification" and target.value_counts().min() > 1 else None
     )
-    x_train, x_test, y_train, y_test = train_test_split(
+    x_train, x_test, y_train, y_test = model_selection.train_test_split(
         features, target, test_size=0.2, random_state=0, stratify=stratify
     )
     estimator.fit(x_train, y_train)

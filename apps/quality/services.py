@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-import duckdb
 import psycopg
 
 from apps.flow import storage
 from apps.flow.models import Connection, Dataset
-from apps.flow.storage import FlowError, literal, quote
+from apps.flow.storage import FlowError, duckdb, literal, quote
 from apps.quality.models import Metric, MetricValue, Outcome, QualityResult, Rule
 
 AGGREGATES = {

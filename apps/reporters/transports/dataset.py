@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-import pandas as pd
 from rest_framework import serializers
 
 from apps.reporters.transports.base import Message, Transport, TransportError
+from apps.system.lazy import LazyModule
 
+pd = LazyModule("pandas")
 COLUMNS = [
     "delivered_at",
     "event",
