@@ -270,5 +270,9 @@ for _network in CADENZA_OUTBOUND_ALLOW:
             f"CADENZA_OUTBOUND_ALLOW: {_network!r} is not a network."
         ) from None
 CELERY_BEAT_SCHEDULE["reporters-sweep"] = {"task": "reporters.sweep", "schedule": 60.0}
-# Beat is the clock: one tick a second claims due trigger slots and checks in batches.
-CELERY_BEAT_SCHEDULE["triggers-tick"] = {"task": "triggers.tick", "schedule": 1.0}
+# One tick a second claims due trigger slots and checks in batches. Distributed: beat sends it
+# (any number of workers share the work). Embedded: a thread of the one process calls the same
+# service directly; through beat it cost ~1.5 % of a core at rest (docs/performance.md).
+CADENZA_TRIGGER_TICK_IN_PROCESS = env_bool("CADENZA_TRIGGER_TICK_IN_PROCESS", MODE == "embedded")
+if not CADENZA_TRIGGER_TICK_IN_PROCESS:
+    CELERY_BEAT_SCHEDULE["triggers-tick"] = {"task": "triggers.tick", "schedule": 1.0}

@@ -50,12 +50,44 @@ def serve(*, host: str, port: int, concurrency: int = 4) -> None:
     recovered = runs_recover_after_restart()
     if any(recovered.values()):
         log.info("recovered after restart: %s", recovered)
+    ticker = _TriggerTicker() if settings.CADENZA_TRIGGER_TICK_IN_PROCESS else None
     web.start()
     beat.start()
+    if ticker:
+        ticker.start()
     log.info("Cadenza (embedded) serving on http://%s:%s", host, port)
     try:
         worker.start()  # blocks until SIGINT/SIGTERM, then finishes tasks in flight
     finally:
+        if ticker:
+            ticker.stop()
         beat.stop()
         server.should_exit = True
         web.join(timeout=10)
+
+
+class _TriggerTicker(threading.Thread):
+    """The trigger tick of the one-process mode: the same service beat would send, once a
+    second, on a connection kept open (reconnecting to SQLite every second is what cost)."""
+
+    def __init__(self):
+        super().__init__(name="trigger-tick", daemon=True)
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        from django.db import connection
+
+        from apps.triggers.services import triggers_tick
+
+        try:
+            while not self._stop_event.wait(1.0):
+                try:
+                    triggers_tick()
+                except Exception:  # the clock must keep ticking
+                    log.exception("trigger tick failed")
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)

@@ -150,3 +150,42 @@ def test_the_printed_admin_password_logs_in(installation, embedded):
     assert response.status_code == 200
     assert response.url == f"{url}/admin/"
     assert "Site administration" in response.text
+
+
+SEED_TRIGGER = """
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from apps.projects.services import project_create
+from apps.scenarios.models import Scenario, Step
+from apps.triggers.models import Trigger
+from apps.triggers.services import trigger_save
+admin = get_user_model().objects.get(username="admin")
+project = project_create(user=admin, key="TICK", name="Tick")
+scenario = Scenario.objects.create(project=project, name="Every hour", run_as=admin)
+Step.objects.create(scenario=scenario, name="mark", type="set_variables",
+                    params={"variables": {"ticked": True}, "evaluate": False})
+trigger = trigger_save(Trigger(scenario=scenario, name="hourly", kind="time",
+                               params={"schedule": "hourly", "minute": 0}), user=admin)
+Trigger.objects.filter(pk=trigger.pk).update(next_fire_at=timezone.now())
+"""
+RUN_STATUS = """
+from apps.runs.models import Run
+print(",".join(Run.objects.filter(scenario__name="Every hour").values_list("status", flat=True)))
+"""
+
+
+def test_a_due_time_trigger_runs_in_the_one_process(installation, embedded):
+    """The embedded trigger tick (a thread of `serve`) fires a due slot; the worker runs it."""
+    _poll(
+        lambda: (requests.get(f"{embedded['url']}/health/", timeout=5).ok, None),
+        "serve answering /health/",
+        embedded["log"],
+    )
+    _manage(installation["env"], "shell", "-c", SEED_TRIGGER)
+
+    def ran():
+        output = _manage(installation["env"], "shell", "-c", RUN_STATUS).strip()
+        statuses = output.splitlines()[-1] if output else ""  # after shell's own notice
+        return statuses == "success", statuses
+
+    assert _poll(ran, "a run of the due trigger ending in success", embedded["log"]) == "success"
