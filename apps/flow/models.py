@@ -5,7 +5,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from apps.projects.models import Project
-from apps.system.encryption import decrypt_json, encrypt_json
+from apps.system.shared_resources import SharedResource
 
 identifier = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
@@ -13,7 +13,7 @@ identifier = RegexValidator(
 )
 
 
-class Connection(models.Model):
+class Connection(SharedResource, models.Model):
     """Where data lives; defined by administrators, usable by chosen groups."""
 
     class Kind(models.TextChoices):
@@ -43,24 +43,8 @@ class Connection(models.Model):
         return f"{self.name} ({self.kind})"
 
     @property
-    def secrets(self) -> dict:
-        return decrypt_json(self.secrets_encrypted)
-
-    @secrets.setter
-    def secrets(self, values: dict) -> None:
-        self.secrets_encrypted = encrypt_json(values)
-
-    @property
     def is_sql(self) -> bool:
         return self.kind != self.Kind.FILESYSTEM
-
-    def usable_by(self, user) -> bool:
-        if user is None or not user.is_active:
-            return False
-        if user.is_superuser:
-            return True
-        groups = list(self.allowed_groups.values_list("pk", flat=True))
-        return not groups or user.groups.filter(pk__in=groups).exists()
 
 
 class Dataset(models.Model):

@@ -6,10 +6,10 @@ from django.contrib.auth.models import Group
 from django.db import models
 
 from apps.scenarios.models import Scenario
-from apps.system.encryption import decrypt_json, encrypt_json
+from apps.system.shared_resources import SharedResource
 
 
-class MessagingChannel(models.Model):
+class MessagingChannel(SharedResource, models.Model):
     """Transport settings defined by an administrator; secrets are encrypted at rest."""
 
     name = models.CharField(max_length=100, unique=True)
@@ -29,22 +29,6 @@ class MessagingChannel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
-
-    @property
-    def secrets(self) -> dict:
-        return decrypt_json(self.secrets_encrypted)
-
-    @secrets.setter
-    def secrets(self, values: dict) -> None:
-        self.secrets_encrypted = encrypt_json(values)
-
-    def usable_by(self, user) -> bool:
-        if user is None or not user.is_active:
-            return False
-        if user.is_superuser:
-            return True
-        groups = list(self.allowed_groups.values_list("pk", flat=True))
-        return not groups or user.groups.filter(pk__in=groups).exists()
 
 
 class Reporter(models.Model):
