@@ -25,7 +25,6 @@ from rest_framework.response import Response
 from apps.projects import permissions
 from apps.projects.api import (
     ProjectChildReadOnlyViewSet,
-    ProjectChildViewSet,
     raise_api_validation,
 )
 from apps.reporters.models import Delivery, MessagingChannel, Reporter
@@ -39,8 +38,7 @@ from apps.reporters.services import channel_test_send, reporter_preview
 from apps.reporters.transports import kind_choices
 from apps.reporters.validation import channel_clean, reporter_errors, writes_code
 from apps.runs.models import Run
-from apps.scenarios.api import ProjectScenarioField
-from apps.scenarios.models import Scenario
+from apps.scenarios.api import ProjectScenarioField, ScenarioChildViewSet
 
 CODE_REFUSED = "A reporter that runs a command needs the coder profile and the editor role."
 
@@ -267,24 +265,12 @@ class PreviewSerializer(serializers.Serializer):
         parameters=[OpenApiParameter("scenario", int, description="Only this scenario's.")]
     )
 )
-class ReporterViewSet(ProjectChildViewSet):
+class ReporterViewSet(ScenarioChildViewSet):
     """Reporters of the project's scenarios. Editors write them, with a channel they may use;
     reporters on command channels need the coder profile."""
 
     queryset = Reporter.objects.select_related("scenario", "channel")
     serializer_class = ReporterSerializer
-
-    def get_queryset(self):
-        reporters = super().get_queryset()
-        scenario = self.request.query_params.get("scenario")
-        if self.action == "list" and scenario is not None:
-            if not scenario.isdigit():
-                raise exceptions.ValidationError({"scenario": "A scenario id."})
-            reporters = reporters.filter(scenario_id=int(scenario))
-        return reporters
-
-    def creation_probe(self):
-        return Reporter(scenario=Scenario(project=self.get_project()))
 
     def _save(self, serializer) -> None:
         user, before = self.request.user, serializer.instance

@@ -240,24 +240,29 @@ class ScenarioViewSet(ProjectChildViewSet):
         parameters=[OpenApiParameter("scenario", int, description="Only this scenario's steps.")]
     )
 )
-class StepViewSet(ProjectChildViewSet):
+class ScenarioChildViewSet(ProjectChildViewSet):
+    """Objects that belong to one of the project's scenarios (steps, triggers, reporters);
+    ``?scenario=<id>`` narrows the list."""
+
+    def get_queryset(self):
+        rows = super().get_queryset()
+        scenario = self.request.query_params.get("scenario")
+        if self.action == "list" and scenario is not None:
+            if not scenario.isdigit():
+                raise exceptions.ValidationError({"scenario": "A scenario id."})
+            rows = rows.filter(scenario_id=int(scenario))
+        return rows
+
+    def creation_probe(self):
+        return self.queryset.model(scenario=Scenario(project=self.get_project()))
+
+
+class StepViewSet(ScenarioChildViewSet):
     """Steps of the project's scenarios. Editors write them; Python, SQL and shell steps
     need the coder profile."""
 
     queryset = Step.objects.select_related("scenario")
     serializer_class = StepSerializer
-
-    def get_queryset(self):
-        steps = super().get_queryset()
-        scenario = self.request.query_params.get("scenario")
-        if self.action == "list" and scenario is not None:
-            if not scenario.isdigit():
-                raise exceptions.ValidationError({"scenario": "A scenario id."})
-            steps = steps.filter(scenario_id=int(scenario))
-        return steps
-
-    def creation_probe(self):
-        return Step(scenario=Scenario(project=self.get_project()))
 
     def _require_code(self, serializer) -> None:
         types = {serializer.validated_data.get("type"), getattr(serializer.instance, "type", None)}

@@ -23,9 +23,8 @@ from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 
 from apps.projects import permissions
-from apps.projects.api import ProjectChildViewSet, raise_api_validation
-from apps.scenarios.api import ProjectScenarioField
-from apps.scenarios.models import Scenario
+from apps.projects.api import raise_api_validation
+from apps.scenarios.api import ProjectScenarioField, ScenarioChildViewSet
 from apps.triggers.kinds import TRIGGER_KINDS
 from apps.triggers.models import Trigger, TriggerEvaluation
 from apps.triggers.selectors import (
@@ -135,24 +134,12 @@ class TriggerTestSerializer(serializers.Serializer):
         parameters=[OpenApiParameter("scenario", int, description="Only this scenario's.")]
     )
 )
-class TriggerViewSet(ProjectChildViewSet):
+class TriggerViewSet(ScenarioChildViewSet):
     """Triggers of the project's scenarios. Editors write them (gated kinds need the license
     and profile; custom Python needs the coder profile); operators test them."""
 
     queryset = Trigger.objects.select_related("scenario", "crontab", "interval")
     serializer_class = TriggerSerializer
-
-    def get_queryset(self):
-        triggers = super().get_queryset()
-        scenario = self.request.query_params.get("scenario")
-        if self.action == "list" and scenario is not None:
-            if not scenario.isdigit():
-                raise exceptions.ValidationError({"scenario": "A scenario id."})
-            triggers = triggers.filter(scenario_id=int(scenario))
-        return triggers
-
-    def creation_probe(self):
-        return Trigger(scenario=Scenario(project=self.get_project()))
 
     def _save(self, serializer) -> None:
         user, before = self.request.user, serializer.instance
