@@ -28,6 +28,7 @@ BENCHMARKS = {
     "live_log": "bench.live_log",
     "idle": "bench.idle",
     "flow": "bench.flow",
+    "triggers": "bench.triggers",
 }
 
 

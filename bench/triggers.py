@@ -1,0 +1,375 @@
+"""triggers: 10,000 triggers on PostgreSQL (distributed settings), the services called directly.
+
+1. Polled evaluation cycle: 10,000 enabled dataset-change triggers (one scenario each) on 100
+   file datasets (folders of a filesystem connection, each watched by 100 triggers), all due.
+   One cycle = `_evaluate_due_checks` (500 claimed per batch) until nothing is due. Wall time,
+   DB queries per cycle and per trigger (CaptureQueriesContext). Floors: the same 100 folder
+   fingerprints computed 10,000 times in a bare loop (no DB); for queries, those of the batch
+   claims alone (the part that grows with batches, not triggers). Target: a cycle ≤ 1 s.
+2. Midnight burst: hourly time triggers all due at the same slot, 1 s in the past;
+   `triggers_tick()` called until none is due. Run.queued_at - slot (p50/p95/max). Floor: one
+   bulk_create of as many TriggerFire rows. Target: every run created within 10 s of the slot.
+   10,000 fired one by one take ~3 min here, so BENCH_BURST (2,000) are measured, the target
+   scaled (2 s) and the time extrapolated to 10,000 in the notes. Then 10,000 with the default
+   catch-up policy (skip): how many runs are created, how many slots recorded as missed.
+
+No worker: `apps.runs.services.run_dispatch` is a no-op, so the runs stay queued (the run's
+on-commit `publish_run_state` still goes to Redis, as in production).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from bench.stack import Stack, distributed_env, manage, python
+from bench.stats import Figure, distribution
+
+TRIGGERS = int(os.environ.get("BENCH_TRIGGERS", 10_000))
+FOLDERS = 100
+FILES_PER_FOLDER = 5
+# 10,000 fired one after the other take ~3 min here: 2,000 are measured and extrapolated.
+BURST = int(os.environ.get("BENCH_BURST", 2_000))
+# Then 10,000 with the default catch-up policy (skip): how many fire, how many are "missed".
+FULL_SKIP = int(os.environ.get("BENCH_FULL_SKIP", 10_000))
+
+# Runs in a Django process on the devstack PostgreSQL; prints one JSON line.
+SCRIPT = r"""
+import base64, json, os, re, time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+import django
+django.setup()
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule
+
+import apps.runs.services as run_services
+from apps.accounts import license as licensing
+from apps.flow.models import Connection, Dataset
+from apps.projects.services import project_create
+from apps.runs.models import Run
+from apps.scenarios.models import Scenario
+from apps.triggers import services
+from apps.triggers.kinds.base import fingerprint
+from apps.triggers.kinds.dataset_change import dataset_fingerprint
+from apps.triggers.kinds.time import crontab_fields
+from apps.triggers.models import Trigger, TriggerEvaluation, TriggerFire
+
+N, FOLDERS, FILES, BURST, FULL = {n}, {folders}, {files}, {burst}, {full}
+root = Path(os.environ["BENCH_ROOT"])
+out = {{}}
+
+# No worker: runs stay queued. A team license (dataset_change is gated), really installed.
+run_services.run_dispatch = lambda run_id: None
+from collections import deque
+connection.queries_limit = 10**7  # CaptureQueriesContext counts from a deque of 9,000 by default
+connection.queries_log = deque(maxlen=connection.queries_limit)
+key = Ed25519PrivateKey.generate()
+raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+settings.CADENZA_LICENSE_PUBLIC_KEY = base64.b64encode(raw).decode()
+from datetime import date
+licensing.license_install(licensing.issue(key, edition="team", licensee="bench",
+    expires_at=date(2099, 1, 1), features=[], seats=None))
+
+# Time spent in run_start and in its on-commit publish, per call (the originals still run).
+timers = Counter()
+def timed(name, function):
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            timers[name] += time.perf_counter() - start
+            timers[name + "_calls"] += 1
+    return wrapper
+services.run_start = timed("run_start", services.run_start)
+from apps.triggers.kinds.dataset_change import DatasetChange
+DatasetChange.evaluate = timed("evaluate", DatasetChange.evaluate)
+licensing.active_license = timed("active_license", licensing.active_license)
+run_services.publish_run_state = timed("publish", run_services.publish_run_state)
+claim_queries = [0]
+original_claim = services._claim
+def counted_claim(*args, **kwargs):
+    before = len(connection.queries_log)
+    try:
+        return original_claim(*args, **kwargs)
+    finally:
+        claim_queries[0] += len(connection.queries_log) - before
+services._claim = counted_claim
+
+def pattern(sql):
+    sql = re.sub(r"'[^']*'", "?", sql)
+    sql = re.sub(r"\b\d+\b", "?", sql)
+    sql = re.sub(r"\((?:\?, )+\?\)", "(…)", sql)
+    return sql[:110]
+
+def top(captured, limit=10):
+    return Counter(pattern(q["sql"]) for q in captured).most_common(limit)
+
+user = get_user_model().objects.create_superuser("bench", password="x-" + os.urandom(8).hex())
+project = project_create(user=user, key="BENCH", name="bench")
+files = Connection.objects.create(name="files", kind="filesystem", config={{"root": str(root)}})
+names = []
+for i in range(FOLDERS):
+    folder = root / f"folder_{{i:03d}}"
+    folder.mkdir()
+    for j in range(FILES):
+        (folder / f"part_{{j}}.csv").write_text("a,b\n1,2\n")
+    names.append(f"folder_{{i:03d}}")
+datasets = Dataset.objects.bulk_create(
+    [Dataset(project=project, name=name, connection=files, format="csv", path=name)
+     for name in names])
+scenarios = Scenario.objects.bulk_create(
+    [Scenario(project=project, name=f"s{{i:05d}}", run_as=user) for i in range(N)],
+    batch_size=2000)
+
+# -- 1. polled evaluation cycle ---------------------------------------------------------------
+# Each trigger's baseline as its first look records it, so that the cycle is the steady one.
+loaded = list(Dataset.objects.select_related("connection").filter(pk__in=[d.pk for d in datasets]))
+prints = {{d.name: fingerprint(dataset_fingerprint(d)) for d in loaded}}
+def baseline(name):
+    each = {{name: prints[name]}}
+    whole = fingerprint(each)
+    return {{"seen": whole, "fired": whole, "changed_at": None, "fired_each": each}}
+Trigger.objects.bulk_create(
+    [Trigger(scenario=scenario, name="watch", kind="dataset_change",
+             params={{"datasets": [names[i % FOLDERS]], "all_changed": False}},
+             state=baseline(names[i % FOLDERS]),
+             next_check_at=timezone.now() - timedelta(seconds=1))
+     for i, scenario in enumerate(scenarios)], batch_size=2000)
+
+def cycle():
+    claim_queries[0] = 0
+    with CaptureQueriesContext(connection) as ctx:
+        start = time.perf_counter()
+        evaluated = batches = 0
+        # One `now` for the whole cycle: a cycle longer than the check interval (60 s) would
+        # otherwise claim its own first batches again and never end.
+        now = timezone.now()
+        while True:
+            done = services._evaluate_due_checks(now)
+            if not done:
+                break
+            evaluated += done
+            batches += 1
+        wall = time.perf_counter() - start
+    return {{"wall": wall, "evaluated": evaluated, "batches": batches,
+             "queries": len(ctx.captured_queries), "claim_queries": claim_queries[0],
+             "top": top(ctx.captured_queries)}}
+
+timers.clear()
+steady = cycle()  # nothing changed: every evaluation "unchanged"
+steady["timers"] = dict(timers)
+results = Counter(TriggerEvaluation.objects.values_list("result", flat=True))
+
+start = time.perf_counter()
+for i in range(N):
+    fingerprint(dataset_fingerprint(loaded[i % FOLDERS]))
+floor = time.perf_counter() - start
+out["cycle"] = {{"steady": steady, "floor": floor, "results": dict(results)}}
+
+# -- 2. midnight burst ------------------------------------------------------------------------
+Trigger.objects.filter(kind="dataset_change").update(enabled=False, next_check_at=None)
+params = services.trigger_validate("time", {{"schedule": "hourly", "minute": 0}})
+crontab, _ = CrontabSchedule.objects.get_or_create(**crontab_fields(params), timezone="UTC")
+burst = scenarios[:BURST]
+Trigger.objects.bulk_create(
+    [Trigger(scenario=scenario, name="hourly", kind="time", params=params, crontab=crontab,
+             catch_up="once") for scenario in burst], batch_size=2000)
+timers.clear()
+slot = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
+Trigger.objects.filter(kind="time").update(next_fire_at=slot)
+ticks, fired = [], 0
+with CaptureQueriesContext(connection) as ctx:
+    while True:
+        start = time.perf_counter()
+        tick = services.triggers_tick()
+        ticks.append(time.perf_counter() - start)
+        fired += tick["slots"]
+        if not tick["slots"] and not Trigger.objects.filter(
+                kind="time", enabled=True, next_fire_at__lte=timezone.now()).exists():
+            break
+lags = [(queued - slot).total_seconds() for queued in
+        Run.objects.filter(trigger_kind="time").values_list("queued_at", flat=True)]
+fire_top = top(ctx.captured_queries)
+burst_timers = dict(timers)
+burst_queries = len(ctx.captured_queries)
+
+others = [Trigger(scenario=s, name="floor", kind="time") for s in burst]
+Trigger.objects.bulk_create(others, batch_size=2000)
+others = list(Trigger.objects.filter(name="floor"))
+floor_slot = slot - timedelta(hours=1)
+start = time.perf_counter()
+TriggerFire.objects.bulk_create([TriggerFire(trigger=t, slot=floor_slot) for t in others])
+fire_floor = time.perf_counter() - start
+start = time.perf_counter()
+try:
+    Run.objects.bulk_create([Run(scenario=s, project=project, number=10**6, trigger_kind="floor")
+                             for s in burst])
+    run_floor = time.perf_counter() - start
+except Exception as error:
+    run_floor = repr(error)
+# -- 2b. the same burst at full scale with the default catch-up policy (skip) -------------------
+Run.objects.all().delete()
+Trigger.objects.filter(kind="time").delete()
+Trigger.objects.bulk_create(
+    [Trigger(scenario=scenario, name="hourly", kind="time", params=params, crontab=crontab)
+     for scenario in scenarios[:FULL]], batch_size=2000)
+slot2 = timezone.now().replace(microsecond=0) - timedelta(seconds=1)
+Trigger.objects.filter(kind="time").update(next_fire_at=slot2)
+start = time.perf_counter()
+while services.triggers_tick()["slots"] or Trigger.objects.filter(
+        kind="time", enabled=True, next_fire_at__lte=timezone.now()).exists():
+    pass
+full_wall = time.perf_counter() - start
+full_lags = [(queued - slot2).total_seconds() for queued in
+             Run.objects.filter(trigger_kind="time").values_list("queued_at", flat=True)]
+missed = TriggerEvaluation.objects.filter(trigger__kind="time", result="skipped",
+                                          message__startswith="Missed").count()
+out["skip_policy"] = {{"triggers": FULL, "runs": len(full_lags), "missed": missed,
+                       "wall": full_wall, "lag_max": max(full_lags, default=None)}}
+out["burst"] = {{"lags": lags, "fired": fired, "ticks": ticks, "queries": burst_queries,
+                 "top": fire_top, "timers": burst_timers, "fire_floor": fire_floor,
+                 "run_floor": run_floor, "triggers": len(burst),
+                 "runs": len(lags)}}
+print(json.dumps(out))
+"""
+
+
+def run() -> list[Figure]:
+    with Stack("triggers") as stack:
+        postgres, redis = stack.databases()
+        env = distributed_env(stack.workdir / "var", postgres, redis)
+        env.update(DJANGO_SETTINGS_MODULE="config.settings", BENCH_ROOT=str(stack.workdir / "data"))
+        (stack.workdir / "data").mkdir()
+        manage(env, "migrate", "--noinput", "-v0")
+        code = SCRIPT.format(
+            n=TRIGGERS, folders=FOLDERS, files=FILES_PER_FOLDER, burst=BURST, full=FULL_SKIP
+        )
+        measured = json.loads(python(env, "-c", code, timeout=900).strip().splitlines()[-1])
+    return [
+        *cycle_figures(measured["cycle"]),
+        *burst_figures(measured["burst"]),
+        skip_figure(measured["skip_policy"], measured["burst"]),
+    ]
+
+
+def cycle_figures(cycle: dict) -> list[Figure]:
+    steady = cycle["steady"]
+    n = steady["evaluated"]
+    notes = {
+        "triggers": TRIGGERS,
+        "folders": FOLDERS,
+        "files_per_folder": FILES_PER_FOLDER,
+        "batches": steady["batches"],
+        "steady": steady,
+        "evaluation_results": cycle["results"],
+    }
+    label = f"{n:,} dataset-change triggers"
+    return [
+        Figure(
+            "triggers",
+            f"one polled cycle, {label} (steady: unchanged)",
+            "s",
+            {"value": steady["wall"]},
+            f"bare loop: the same {FOLDERS} folder fingerprints {n:,} times (no DB)",
+            {"value": cycle["floor"]},
+            n,
+            ("value", 1.0),
+            notes,
+        ),
+        Figure(
+            "triggers",
+            f"DB queries per polled cycle, {label}",
+            "queries",
+            {"value": steady["queries"]},
+            f"the batch claims' own queries ({steady['batches']} batches of 500)",
+            {"value": steady["claim_queries"]},
+            n,
+            None,
+            {"per_trigger": steady["queries"] / max(n, 1)},
+        ),
+        Figure(
+            "triggers",
+            "DB queries per evaluated trigger (polled cycle)",
+            "queries",
+            {"value": steady["queries"] / max(n, 1)},
+            "the batch claims' queries per trigger",
+            {"value": steady["claim_queries"] / max(n, 1)},
+            n,
+        ),
+    ]
+
+
+def burst_figures(burst: dict) -> list[Figure]:
+    lags, n = burst["lags"], burst["runs"]
+    spread = distribution(lags)
+    total = spread["max"]
+    scale = 10_000 / burst["triggers"]
+    notes = {
+        "triggers": burst["triggers"],
+        "runs": n,
+        "fired": burst["fired"],
+        "lag_s": spread,
+        "ticks": len(burst["ticks"]),
+        "tick_s": burst["ticks"],
+        "queries": burst["queries"],
+        "queries_per_fire": burst["queries"] / max(n, 1),
+        "top_queries": burst["top"],
+        "timers_s": burst["timers"],
+        "run_bulk_create_s": burst["run_floor"],
+    }
+    if scale != 1:
+        notes["extrapolated_to_10000_s"] = total * scale
+    return [
+        Figure(
+            "triggers",
+            f"burst: slot → last run created, {burst['triggers']:,} time triggers, one slot",
+            "s",
+            {"value": total},
+            f"one bulk_create of {burst['triggers']:,} TriggerFire rows",
+            {"value": burst["fire_floor"]},
+            n,
+            ("value", 10.0 / scale),
+            notes,
+        ),
+        Figure(
+            "triggers",
+            "burst: slot → run created (each run)",
+            "s",
+            {key: spread[key] for key in ("p50", "p95", "p99")},
+            "bulk_create of the TriggerFire rows (all of them)",
+            {key: burst["fire_floor"] for key in ("p50", "p95", "p99")},
+            n,
+        ),
+        Figure(
+            "triggers",
+            "burst: DB queries per fired trigger",
+            "queries",
+            {"value": burst["queries"] / max(n, 1)},
+            "one bulk_create, per row",
+            {"value": 1 / max(n, 1)},
+            n,
+        ),
+    ]
+
+
+def skip_figure(full: dict, burst: dict) -> Figure:
+    return Figure(
+        "triggers",
+        f"burst, default catch-up (skip): {full['triggers']:,} due at one slot, runs created",
+        "runs",
+        {"value": full["runs"]},
+        "triggers due",
+        {"value": full["triggers"]},
+        full["triggers"],
+        None,
+        {**full, "note": "a slot claimed more than 60 s late is recorded as missed, not run"},
+    )
