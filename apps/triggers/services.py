@@ -18,7 +18,10 @@ from apps.triggers.models import Trigger, TriggerEvaluation, TriggerFire
 
 log = logging.getLogger(__name__)
 BATCH = 500
-MISSED_AFTER = 60  # seconds: a slot later than this was missed (catch-up policy applies)
+# A slot is *missed* when no tick ran for a while before it came due (everything was down);
+# a slot that is merely late (a backlog of due triggers) still fires. Ticks leave a mark at
+# most every TICK_MARK seconds, so the mark is at most that stale while ticks run.
+TICK_MARK = 30
 
 
 def trigger_validate(kind: str, params) -> dict:
@@ -104,7 +107,18 @@ def trigger_fire(trigger: Trigger, slot: datetime, params: dict, *, kind_label: 
 def triggers_tick(now: datetime | None = None) -> dict:
     """The system tick (beat sends it every second): due time slots, then due checks."""
     now = now or timezone.now()
-    return {"slots": _fire_due_slots(now), "checks": _evaluate_due_checks(now)}
+    previous = _mark_tick(now)
+    return {"slots": _fire_due_slots(now, previous), "checks": _evaluate_due_checks(now)}
+
+
+def _mark_tick(now: datetime) -> datetime | None:
+    """When ticks last ran (before this one); refreshed every TICK_MARK seconds at most."""
+    from apps.system.models import Heartbeat
+
+    mark = Heartbeat.objects.filter(name="trigger-tick").values_list("at", flat=True).first()
+    if mark is None or (now - mark).total_seconds() >= TICK_MARK:
+        Heartbeat.objects.update_or_create(name="trigger-tick", defaults={"at": now})
+    return mark
 
 
 def _claim(queryset, field: str, now: datetime) -> list[Trigger]:
@@ -133,22 +147,25 @@ def _active(kind_filter: dict):
     return Trigger.objects.filter(enabled=True, scenario__active=True, **kind_filter)
 
 
-def _fire_due_slots(now: datetime) -> int:
+def _fire_due_slots(now: datetime, previous_tick: datetime | None) -> int:
     fired = 0
     for trigger in _claim(_active({"kind": "time"}), "next_fire_at", now):
         if _suspended(trigger):
             continue
-        late = (now - trigger._slot).total_seconds()
         label = f"slot {trigger._slot:%Y-%m-%d %H:%M %Z}"
-        if late > MISSED_AFTER and trigger.catch_up == Trigger.CatchUp.SKIP:
+        missed = previous_tick is not None and previous_tick < trigger._slot - timedelta(
+            seconds=TICK_MARK
+        )
+        if missed and trigger.catch_up == Trigger.CatchUp.SKIP:
             TriggerEvaluation.objects.create(
                 trigger=trigger,
                 result="skipped",
-                message=f"Missed {label} ({late:.0f} s late); catch-up policy: skip.",
+                message=f"Missed {label}: no tick ran from {previous_tick:%Y-%m-%d %H:%M} "
+                "until after it; catch-up policy: skip.",
             )
             continue
-        if late > MISSED_AFTER:
-            label += f", {late:.0f} s late: run once for the missed slots"
+        if missed:
+            label += ", missed while down: run once for the missed slots"
         fired += trigger_fire(trigger, trigger._slot, {}, kind_label=label) == "fired"
     return fired
 

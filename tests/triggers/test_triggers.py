@@ -17,6 +17,7 @@ from apps.flow.models import Dataset
 from apps.flow.storage import sql_connect
 from apps.runs.models import Run
 from apps.runs.runner import run_execute
+from apps.system.models import Heartbeat
 from apps.triggers.models import Trigger, TriggerFire
 from apps.triggers.services import trigger_evaluate, trigger_fire, trigger_save, triggers_tick
 
@@ -81,12 +82,23 @@ def test_missed_slots_follow_the_catch_up_policy(
 ):
     scenario = make_scenario()
     trigger = make_trigger(scenario, "time", {"schedule": "hourly", "minute": 0}, catch_up=policy)
-    due_now(trigger, seconds_ago=3 * 3600)  # everything was down for three hours
+    due_now(trigger, seconds_ago=3 * 3600)  # everything was down for three hours:
+    Heartbeat.objects.create(name="trigger-tick", at=timezone.now() - timedelta(hours=4))
     triggers_tick()
     triggers_tick()
     assert len(runs_of(scenario)) == expected_runs
     last = trigger.evaluations.first()
     assert ("catch-up policy: skip" in last.message) == (policy == "skip")
+
+
+def test_a_late_slot_in_a_backlog_still_fires(make_scenario, make_trigger, no_dispatch):
+    """Ticks were running (a burst kept them busy): late is not missed, whatever the policy."""
+    scenario = make_scenario()
+    trigger = make_trigger(scenario, "time", {"schedule": "hourly"}, catch_up="skip")
+    due_now(trigger, seconds_ago=300)
+    Heartbeat.objects.create(name="trigger-tick", at=timezone.now() - timedelta(seconds=5))
+    triggers_tick()
+    assert len(runs_of(scenario)) == 1
 
 
 def test_inactive_scenarios_do_not_fire(make_scenario, make_trigger, no_dispatch):
