@@ -19,6 +19,7 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py ensure_admin
+	$(BIN)/python manage.py seed_demo  # the DEMO project; CADENZA_DEMO=0 skips it
 	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
 
 ## test: install what is missing, start PostgreSQL and Redis, run every tier

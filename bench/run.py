@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench.run [dispatch|live_log|idle ...] [--markdown] [--saved]`.
+"""Run the benchmarks: `python -m bench.run [dispatch|live_log|idle|throughput|api ...]
+[--markdown] [--saved]`.
 
 Each writes bench/results/<name>.json (the machine, every figure with its floor, the raw
 samples); the table at the end puts each figure beside its floor and its target.
@@ -29,6 +30,8 @@ BENCHMARKS = {
     "idle": "bench.idle",
     "flow": "bench.flow",
     "triggers": "bench.triggers",
+    "throughput": "bench.throughput",
+    "api": "bench.api",
 }
 
 

@@ -34,6 +34,7 @@ class Figure:
     n: int = 0
     target: tuple[str, float] | None = None  # (stat, maximum), e.g. ("p95", 100)
     notes: dict = field(default_factory=dict)
+    at_least: bool = False  # the target is a minimum (a rate), not a maximum
 
     @property
     def ratio(self) -> dict[str, float]:
@@ -47,8 +48,8 @@ class Figure:
     def met(self) -> bool | None:
         if self.target is None:
             return None
-        stat, maximum = self.target
-        return self.value[stat] <= maximum
+        stat, bound = self.target
+        return self.value[stat] >= bound if self.at_least else self.value[stat] <= bound
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio, "met": self.met}
@@ -74,8 +75,9 @@ def _keys(figure: Figure) -> list[str]:
 def _target(figure: Figure) -> str:
     if figure.target is None:
         return ""
-    stat, maximum = figure.target
-    return f"{stat} ≤ {_number(maximum)} {figure.unit}  {'ok' if figure.met else 'MISSED'}"
+    stat, bound = figure.target
+    sign = "≥" if figure.at_least else "≤"
+    return f"{stat} {sign} {_number(bound)} {figure.unit}  {'ok' if figure.met else 'MISSED'}"
 
 
 def rows(figures: list[Figure]) -> list[list[str]]:

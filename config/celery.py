@@ -1,11 +1,38 @@
 from __future__ import annotations
 
+import logging
 import os
 
 from celery import Celery
+from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.state import active_requests
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+log = logging.getLogger(__name__)
 
 app = Celery("cadenza")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+class Consumer(CeleryConsumer):
+    """Celery's consumer, made to survive a broker restart during a task with late
+    acknowledgement (``CELERY_WORKER_CONSUMER``; tests/faults/test_redis_restart.py).
+
+    With Celery 5.7 and Redis, both the reconnection and the task's later ack go through
+    the lost connection's channel after its transport was detached, and raise
+    AttributeError; Celery takes that for unrecoverable and shuts the worker down. The
+    message of a running task went with the connection: it can be neither acknowledged
+    nor restored over it. Redis restores it after the visibility timeout (the run's claim
+    then does nothing), and the run sweep re-dispatches queued runs from the database.
+    """
+
+    def on_connection_error_after_connected(self, exc):
+        for request in tuple(active_requests):
+            if request.task.acks_late and not request.acknowledged:
+                request.acknowledged = True  # never ack through the dead channel
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError:
+            log.warning("broker lost: the old connection did not close cleanly", exc_info=True)

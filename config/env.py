@@ -65,6 +65,34 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
+def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    if value.lower() not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} is not one of {', '.join(choices)}.")
+    return value.lower()
+
+
+_RATE_PERIODS = {"second", "minute", "hour", "day", "s", "sec", "m", "min", "h", "d"}
+
+
+def env_rate(name: str, default: str | None) -> str | None:
+    """A DRF throttle rate such as "100/minute"; "off" (or "none") disables the limit."""
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    if value.lower() in ("off", "none"):
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period.lower() not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a rate: use e.g. 100/minute (second, minute, hour, day) "
+            "or off."
+        )
+    return f"{int(count)}/{period.lower()}"
+
+
 def env_secret(name: str, default: str | None = None) -> str | None:
     """Read NAME, or the file named by NAME_FILE (Docker/systemd secrets); never both."""
     direct, file_name = _raw(name), _raw(f"{name}_FILE")

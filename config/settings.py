@@ -11,11 +11,14 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.system.log_format import logging_config
 from config.env import (
     database_from_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
+    env_rate,
     env_secret,
     env_str,
     redis_url,
@@ -76,6 +79,7 @@ INSTALLED_APPS = [
     "apps.triggers",
     "apps.runs",
     "apps.reporters",
+    "apps.demo",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.system.throttling.LoginThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -140,13 +145,29 @@ WHITENOISE_USE_FINDERS = not STATIC_ROOT.joinpath("admin").exists()
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+# --- HTTPS and security headers (docs/operations.md) ------------------------------------------
+# CADENZA_HTTPS=1 says users reach Cadenza over HTTPS: secure cookies, HTTPS redirect and HSTS.
+CADENZA_HTTPS = env_bool("CADENZA_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", CADENZA_HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("CADENZA_SSL_REDIRECT", CADENZA_HTTPS)
+# Probes and scrapers often speak plain HTTP on the internal network.
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^healthz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("CADENZA_HSTS_SECONDS", 31536000 if CADENZA_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CADENZA_HSTS_INCLUDE_SUBDOMAINS", CADENZA_HTTPS)
+# Preload asks browser vendors to hard-code the domain: only its owner can decide that.
+SECURE_HSTS_PRELOAD = env_bool("CADENZA_HSTS_PRELOAD", False)
+# Opt-in: trust X-Forwarded-Proto only when a proxy you run sets (and overwrites) it.
+if env_bool("CADENZA_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
 
 # --- Cadenza ---------------------------------------------------------------------------------
 # Ed25519 public key (base64 of the 32 raw bytes, or PEM) that verifies installed licenses.
 CADENZA_LICENSE_PUBLIC_KEY = env_secret("CADENZA_LICENSE_PUBLIC_KEY")
 CADENZA_ADMIN_PASSWORD = env_secret("CADENZA_ADMIN_PASSWORD")
+# `make run` seeds a demo project (manage.py seed_demo) unless this is off.
+CADENZA_DEMO = env_bool("CADENZA_DEMO", True)
 
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -159,7 +180,26 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # Generous defaults: they stop a runaway script, not a busy team (docs/operations.md).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.system.throttling.ApiAnonThrottle",
+        "apps.system.throttling.ApiUserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("CADENZA_API_ANON_RATE", "300/minute"),
+        "user": env_rate("CADENZA_API_USER_RATE", "3000/minute"),
+    },
+    # Proxies in front of Cadenza that append to X-Forwarded-For (0: use the peer address).
+    "NUM_PROXIES": env_int("CADENZA_NUM_PROXIES", 0, minimum=0, maximum=10) or None,
 }
+# Failed log-ins (pages and admin) per username and address before a lock of the same length.
+CADENZA_LOGIN_MAX_FAILURES = env_int("CADENZA_LOGIN_MAX_FAILURES", 5, minimum=1)
+CADENZA_LOGIN_LOCKOUT_SECONDS = env_int("CADENZA_LOGIN_LOCKOUT_SECONDS", 300, minimum=1)
+# /metrics: loopback only, unless this bearer token is set (then required from everyone).
+CADENZA_METRICS_TOKEN = env_secret("CADENZA_METRICS_TOKEN")
+CADENZA_METRICS_WINDOW_SECONDS = env_int(
+    "CADENZA_METRICS_WINDOW_SECONDS", 900, minimum=60, maximum=7 * 86400
+)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Cadenza API",
     "DESCRIPTION": "Automation scenarios for data projects.",
@@ -187,6 +227,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Survives a broker restart while a task is unacknowledged (see the class).
+CELERY_WORKER_CONSUMER = "config.celery:Consumer"
 CELERY_TIMEZONE = TIME_ZONE
 CADENZA_HEARTBEAT_SECONDS = env_int("CADENZA_HEARTBEAT_SECONDS", 15, minimum=1, maximum=3600)
 # The periodic system tasks, declared in one place (beat copies them into its tables).
@@ -207,6 +249,15 @@ if MODE == "distributed":
             "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
+    # Shared by every web process: API throttles and log-in locks count across all of them.
+    # Never cache.clear(): it would FLUSHDB the broker's queues too.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "cadenza",
+        }
+    }
 else:
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"
@@ -216,13 +267,8 @@ else:
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+CADENZA_LOG_FORMAT = env_choice("CADENZA_LOG_FORMAT", ("text", "json"), "text")
+LOGGING = logging_config(log_format=CADENZA_LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
 
 # --- Scenarios, runs and the sandbox -------------------------------------------------------------
 CADENZA_SANDBOX_USER = env_str("CADENZA_SANDBOX_USER", "nobody")  # used when running as root
@@ -233,6 +279,10 @@ CADENZA_SANDBOX_FILE_MB = env_int("CADENZA_SANDBOX_FILE_MB", 1024, minimum=1)
 CADENZA_SANDBOX_PROCESSES = env_int("CADENZA_SANDBOX_PROCESSES", 64, minimum=1)
 CADENZA_ALLOW_SHELL = env_bool("CADENZA_ALLOW_SHELL", False)
 # A run whose heartbeat is older than this is failed as "worker lost" by the reaper.
+# Every trigger evaluation is recorded ("why did or didn't this run"); kept this many days.
+CADENZA_TRIGGER_EVALUATION_DAYS = env_int(
+    "CADENZA_TRIGGER_EVALUATION_DAYS", 7, minimum=1, maximum=3650
+)
 CADENZA_RUN_HEARTBEAT_SECONDS = env_int("CADENZA_RUN_HEARTBEAT_SECONDS", 5, minimum=1)
 CADENZA_REAPER_TIMEOUT = env_int("CADENZA_REAPER_TIMEOUT", 60, minimum=2)
 if CADENZA_RUN_HEARTBEAT_SECONDS * 2 > CADENZA_REAPER_TIMEOUT:

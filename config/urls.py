@@ -12,7 +12,7 @@ from apps.quality.api import CheckViewSet, MetricViewSet, RuleViewSet
 from apps.reporters.api import ChannelViewSet, ReporterViewSet, RunDeliveryViewSet
 from apps.runs.api import RunViewSet
 from apps.scenarios.api import ScenarioViewSet, StepViewSet, step_types_view
-from apps.system.views import health
+from apps.system.views import health, metrics
 from apps.triggers.api import TriggerViewSet, trigger_kinds_view
 
 router = SimpleRouter()
@@ -56,6 +56,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("health/", health, name="health"),
+    path("healthz", health, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("projects/<str:key>/", include("apps.flow.urls")),
+    path("", include("apps.runs.urls")),  # the live dashboard pages
     path("", include("apps.accounts.urls")),
 ]

@@ -123,6 +123,9 @@ def no_dispatch(monkeypatch):
     """Runs stay queued until the test executes them in-process."""
     sent = []
     monkeypatch.setattr("apps.runs.services.run_dispatch", sent.append)
+    monkeypatch.setattr(
+        "apps.runs.services.runs_dispatch_many", lambda runs: sent.extend(r.pk for r in runs)
+    )
     return sent
 
 

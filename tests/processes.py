@@ -167,3 +167,61 @@ def end_session(sid: int, *, timeout: float = 5) -> None:
         return not alive
 
     wait_until(ended, timeout=timeout, what=f"session {sid} ended")
+
+
+class BeatProcess:
+    """`celery beat` as the Procfile runs it (the database scheduler), in a process of its own.
+
+    ``start`` returns once this process has sent its first task, so a test knows it ticks.
+    """
+
+    def __init__(self, log: Path, schedule: Path, env: dict[str, str] | None = None):
+        self.log, self.schedule, self.env = log, schedule, env or {}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> BeatProcess:
+        command = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "INFO"]
+        command += ["-s", str(self.schedule)]
+        env = {**os.environ, "DATABASE_URL": worker_database_url(), **self.env}
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+        def ticking() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"beat exited with {self.process.returncode}:\n{self}")
+            with self.log.open(errors="replace") as text:
+                text.seek(offset)
+                return "Sending due task" in text.read()
+
+        try:
+            wait_until(ticking, timeout=BOUND, what="beat sent its first task", every=0.1)
+        except AssertionError:
+            self.kill()
+            raise
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: beat gets no chance to save anything, as when a machine dies."""
+        if self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=BOUND)
+
+    def stop(self) -> None:
+        """SIGTERM: beat's own orderly shutdown."""
+        if not self.alive():
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=BOUND)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __str__(self) -> str:
+        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        return "\n".join(lines[-40:])

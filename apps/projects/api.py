@@ -10,7 +10,12 @@ from rest_framework.serializers import as_serializer_error
 
 from apps.projects import permissions
 from apps.projects.models import Membership, Project
-from apps.projects.services import membership_delete, membership_validate, project_create
+from apps.projects.services import (
+    membership_delete,
+    membership_validate,
+    project_create,
+    project_delete,
+)
 
 
 def raise_api_validation(error: DjangoValidationError):
@@ -136,6 +141,9 @@ class ProjectViewSet(viewsets.ModelViewSet):
             )
         except DjangoValidationError as error:
             raise_api_validation(error)
+
+    def perform_destroy(self, instance):
+        project_delete(instance)
 
 
 class MembershipSerializer(serializers.ModelSerializer):

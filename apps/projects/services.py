@@ -19,6 +19,14 @@ def project_create(*, user, key: str, name: str, description: str = "", variable
     return project
 
 
+@transaction.atomic
+def project_delete(project: Project) -> None:
+    """Delete a project and everything in it. A saved model protects its dataset (deleting a
+    dataset must not drop the models trained on it), so the project's models go first."""
+    project.models.all().delete()
+    project.delete()
+
+
 def membership_validate(*, project: Project, user, group, role: int, instance=None) -> None:
     """Raise ValidationError (naming the field) for a membership that may not exist."""
     if (user is None) == (group is None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
 from apps.projects.api import ProjectChildReadOnlyViewSet
@@ -47,6 +48,15 @@ class StepRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# The columns the list reads for RunSerializer (with the related rows' names only).
+LIST_FIELDS = [
+    "id", "number", "project", "scenario", "scenario__name", "status", "trigger_kind",
+    "trigger_name", "trigger_params", "started_by__username", "run_as__username",
+    "parent_run", "queued_at", "started_at", "finished_at", "abort_requested_at",
+    "outcome_message",
+]  # fmt: skip
+
+
 class RunDetailSerializer(RunSerializer):
     step_runs = StepRunSerializer(many=True, read_only=True)
 
@@ -82,12 +92,28 @@ class LogPageSerializer(serializers.Serializer):
     run_status = serializers.ChoiceField(choices=RunStatus.choices)
 
 
+class RunCursorPagination(CursorPagination):
+    """Newest first, 50 a page, through the ``next`` / ``previous`` links.
+
+    A run history grows without bound: a page number would need a COUNT(*) of every
+    matching run and an OFFSET that reads all the pages before it (both O(runs); ~60-100 ms
+    at 1M runs). The cursor is the last id seen, so any page is one index range scan.
+    """
+
+    ordering = "-id"
+    page_size_query_param = None
+
+
 class RunViewSet(ProjectChildReadOnlyViewSet):
     """Runs of the project's scenarios, newest first. Readers see them and their logs;
-    operators may abort them."""
+    operators may abort them.
+
+    The list pages by cursor: follow ``next`` (older runs) and ``previous`` (newer runs);
+    there is no total count."""
 
     queryset = Run.objects.select_related("scenario", "started_by", "run_as")
     serializer_class = RunSerializer
+    pagination_class = RunCursorPagination
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
@@ -98,6 +124,9 @@ class RunViewSet(ProjectChildReadOnlyViewSet):
             runs = runs.prefetch_related("step_runs")
         if self.action != "list":
             return runs
+        # What RunSerializer shows and nothing more: not the snapshot (the steps with their
+        # code) nor the variables, and of the related rows only their names.
+        runs = runs.only(*LIST_FIELDS)
         query = RunFilterSerializer(data=self.request.query_params)
         query.is_valid(raise_exception=True)
         filters = query.validated_data

@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.projects import permissions
-from apps.runs.events import run_group, run_state
+from apps.runs.events import project_group, run_group, run_state
 from apps.runs.models import LogLine, Run
 
 CHUNK = 1000
@@ -65,6 +65,42 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
     async def _send_lines(self, lines: list[dict]):
         await self.send_json({"type": "lines", "lines": lines})
         self.last_seq = lines[-1]["seq"]
+
+
+class MonitorConsumer(AsyncJsonWebsocketConsumer):
+    """``ws/monitor/``: run state changes of every project the user may view, for the
+    monitoring page. The projects are those visible when the socket opens; the page reloads
+    its sections from the database on each change, so a missed message heals on the next one.
+    """
+
+    async def connect(self):
+        self.groups_joined = []
+        project_ids = await database_sync_to_async(_visible_projects)(self.scope.get("user"))
+        if project_ids is None:
+            await self.close(code=4403)  # anonymous: refused before the handshake completes
+            return
+        for project_id in project_ids:
+            group = project_group(project_id)
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.append(group)
+        await self.accept()
+        await self.send_json({"type": "hello", "projects": len(project_ids)})
+
+    async def disconnect(self, code):
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        pass  # one-way
+
+    async def run_state(self, event):
+        await self.send_json({"type": "state", "run": event["run"]})
+
+
+def _visible_projects(user) -> list[int] | None:
+    if user is None or not user.is_authenticated:
+        return None
+    return list(permissions.projects_for(user, "view").values_list("pk", flat=True))
 
 
 def _after(query_string: bytes) -> int:

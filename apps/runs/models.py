@@ -22,9 +22,15 @@ FINAL_STATUSES = (RunStatus.SUCCESS, RunStatus.WARNING, RunStatus.FAILED, RunSta
 
 
 class Run(models.Model):
-    scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="runs")
+    # No single-column indexes on scenario and project: the composite ones below start with
+    # them, and every index is one more write per run.
+    scenario = models.ForeignKey(
+        Scenario, on_delete=models.CASCADE, related_name="runs", db_index=False
+    )
     # Denormalised from the scenario: permission filters and the monitoring page read it.
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="runs", db_index=False
+    )
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
     # While a run is active it holds a lane of its scenario; the unique (scenario, lane)
@@ -81,8 +87,11 @@ class Run(models.Model):
                 name="run_one_per_lane",
             ),
         ]
+        # The history pages newest first by id (keyset), filtered by project, status and
+        # scenario: each filter the list API takes has an index that ends in -id.
         indexes = [
             models.Index(fields=["project", "-id"], name="run_project_recent"),
+            models.Index(fields=["project", "status", "-id"], name="run_project_status_recent"),
             models.Index(fields=["scenario", "-id"], name="run_scenario_recent"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
         ]
@@ -129,6 +138,8 @@ class StepRun(models.Model):
 
     class Meta:
         ordering = ["run", "position", "attempt"]
+        # /metrics builds its step-duration histogram over the steps finished lately.
+        indexes = [models.Index(fields=["finished_at"], name="steprun_finished")]
 
     def __str__(self) -> str:
         return f"{self.run} · {self.name} (attempt {self.attempt})"

@@ -11,11 +11,12 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from apps.runs.events import publish_run_state
@@ -44,6 +45,7 @@ SCRIPT_STEP = {
     "retry_delay_seconds": 0,
     "retry_backoff": 1.0,
 }
+FINISH_TIMEOUT = 60.0  # seconds the runner keeps trying to record the end through a DB outage
 
 
 def run_execute(run_id: int) -> None:
@@ -62,7 +64,24 @@ def run_execute(run_id: int) -> None:
         message = f"Internal error: {type(error).__name__}: {error}"
     finally:
         runner.close()
-        run_finish(run_id, status, message, variables=runner.scenario_variables)
+        _finish(run_id, status, message, runner.scenario_variables)
+
+
+def _finish(run_id: int, status: str, message: str, variables: dict) -> None:
+    """``run_finish``, retried through a database outage: a run whose connection broke must
+    still end with its real outcome, not wait for the reaper's "worker lost"."""
+    deadline, pause = time.monotonic() + FINISH_TIMEOUT, 0.1
+    while True:
+        _check_connection()
+        try:
+            run_finish(run_id, status, message, variables=variables)
+            return
+        except DatabaseError:
+            if time.monotonic() > deadline:
+                raise  # the heartbeat has stopped: the reaper ends the run
+            log.warning("run %s: could not record its end; retrying", run_id, exc_info=True)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 class Runner:
@@ -178,6 +197,7 @@ class Runner:
         delay = float(step.get("retry_delay_seconds") or 0)
         attempts = int(step.get("retries") or 0) + 1
         for attempt in range(1, attempts + 1):
+            _check_connection()
             step_run = StepRun.objects.create(
                 run=self.run,
                 position=position,
@@ -191,6 +211,7 @@ class Runner:
             suffix = f" (attempt {attempt}/{attempts})" if attempts > 1 else ""
             self.log(f"Step {step['name']!r} started{suffix}", step_run=step_run)
             result = self._execute(step, step_run)
+            _check_connection()
             status = self._apply_policies(step, result.status)
             self._save(step_run, status, result)
             if status != "failed" or attempt == attempts or self.abort.is_set():
@@ -270,6 +291,7 @@ class Runner:
         self.log(f"Step {step_run.name!r} {status}{detail}", level=level, step_run=step_run)
 
     def _record_skip(self, position: int, step: dict, why: str, status: str = "skipped"):
+        _check_connection()
         now = timezone.now()
         step_run = StepRun.objects.create(
             run=self.run,
@@ -313,31 +335,56 @@ class Runner:
         self.writer.write(message, level=level, step_run_id=step_run.pk if step_run else None)
 
     def _watch(self) -> None:
-        """Heartbeat; notice abort requests and the run timeout within a fraction of a second."""
-        beat_every = settings.CADENZA_RUN_HEARTBEAT_SECONDS
-        last_beat = timezone.now()
+        """Heartbeat; notice abort requests and the run timeout within a fraction of a second.
+
+        A database outage pauses the heartbeat, never ends it: the watcher reconnects and
+        goes on, or the live run would be reaped as "worker lost" after any restart.
+        """
+        last_beat, failing = timezone.now(), False
         try:
             while not self._watching.wait(settings.CADENZA_ABORT_POLL_SECONDS):
-                now = timezone.now()
-                if (now - last_beat).total_seconds() >= beat_every:
-                    Run.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
-                    last_beat = now
-                requested = (
-                    Run.objects.filter(pk=self.run.pk)
-                    .values_list("abort_requested_at", flat=True)
-                    .first()
-                )
-                if requested and not self.abort.is_set():
-                    self.log("Abort requested: stopping", level="warning")
-                    self.abort.set()
-                if self.deadline and now >= self.deadline and not self.timed_out:
-                    self.log("The run timed out: stopping", level="error")
-                    self.timed_out = True
-                    self.abort.set()
+                try:
+                    last_beat = self._watch_once(last_beat)
+                except DatabaseError:
+                    if not failing:
+                        log.warning(
+                            "run %s: heartbeat failed; retrying", self.run.pk, exc_info=True
+                        )
+                    failing = True
+                    connection.close()
+                    continue
+                failing = False
         finally:
             connection.close()
+
+    def _watch_once(self, last_beat):
+        now = timezone.now()
+        if (now - last_beat).total_seconds() >= settings.CADENZA_RUN_HEARTBEAT_SECONDS:
+            Run.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
+            last_beat = now
+        requested = (
+            Run.objects.filter(pk=self.run.pk).values_list("abort_requested_at", flat=True).first()
+        )
+        if requested and not self.abort.is_set():
+            self.log("Abort requested: stopping", level="warning")
+            self.abort.set()
+        if self.deadline and now >= self.deadline and not self.timed_out:
+            self.log("The run timed out: stopping", level="error")
+            self.timed_out = True
+            self.abort.set()
+        return last_beat
 
     def close(self) -> None:
         self._watching.set()
         self._watcher.join(timeout=5)
         self.writer.close()
+
+
+def _check_connection() -> None:
+    """Where the runner resumes its own writes (a step may have outlived a database restart),
+    drop a broken connection: Django reuses a thread's connection unchecked until
+    ``close_old_connections``, which Celery calls per task, not per step. With
+    CONN_HEALTH_CHECKS this costs one ``SELECT 1``. Inside a transaction (an in-process
+    test) the connection is not ours to drop."""
+    if not connection.in_atomic_block:
+        connection.close_if_unusable_or_obsolete()

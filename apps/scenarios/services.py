@@ -30,3 +30,11 @@ def scenario_touch(scenario: Scenario, *, user) -> None:
     scenario.updated_by = user
     scenario.run_as = scenario_run_as(user=user, current=scenario.run_as)
     scenario.save(update_fields=["updated_by", "run_as", "updated_at"])
+
+
+def scenario_set_active(scenario: Scenario, *, active: bool) -> Scenario:
+    """Turn the scenario's automatic triggers on or off (the admin's activate action, the
+    scenario page's switch). Not an edit of its definition: who it runs as does not change."""
+    Scenario.objects.filter(pk=scenario.pk).update(active=active)
+    scenario.active = active
+    return scenario

@@ -1,3 +1,5 @@
+import logging
+
 from django.apps import AppConfig
 
 
@@ -5,3 +7,20 @@ class SystemConfig(AppConfig):
     name = "apps.system"
     label = "system"
     verbose_name = "System"
+
+    def ready(self) -> None:
+        # Wiring only: log fields for Celery tasks and the failed-login counter. Celery calls
+        # django.setup() (so this) before it sets up logging in `celery worker` and `beat`.
+        from celery import signals as celery_signals
+        from django.conf import settings
+        from django.contrib.auth import signals as auth_signals
+
+        from apps.system import log_format, throttling
+
+        celery_signals.task_prerun.connect(log_format.task_context_bind, weak=False)
+        celery_signals.task_postrun.connect(log_format.task_context_unbind, weak=False)
+        if settings.CADENZA_LOG_FORMAT == "json":
+            celery_signals.setup_logging.connect(log_format.celery_use_django_logging, weak=False)
+            logging.captureWarnings(True)  # warnings become JSON lines too, not raw stderr
+        auth_signals.user_login_failed.connect(throttling.login_failed, weak=False)
+        auth_signals.user_logged_in.connect(throttling.login_succeeded, weak=False)

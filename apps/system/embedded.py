@@ -16,6 +16,7 @@ from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from apps.runs.services import runs_recover_after_restart
+from apps.system.log_format import uvicorn_log_config
 from config.celery import app
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def serve(*, host: str, port: int, concurrency: int = 4) -> None:
             lifespan="off",
             log_level="info",
             access_log=False,
+            log_config=uvicorn_log_config(),
         )
     )
     # uvicorn must not install signal handlers from a non-main thread.
@@ -44,6 +46,7 @@ def serve(*, host: str, port: int, concurrency: int = 4) -> None:
         without_heartbeat=True,
         loglevel=settings.LOGGING["root"]["level"],
         hostname=f"embedded@{host}:{port}",
+        quiet=settings.CADENZA_LOG_FORMAT == "json",  # the banner is not a JSON line
     )
     # Nothing can still be running in a process that just started, and the memory broker
     # forgot every queued message: the database says what to fail and what to send again.

@@ -103,7 +103,11 @@ class TriggerEvaluation(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["trigger", "-at"], name="trigger_eval_recent")]
+        indexes = [
+            models.Index(fields=["trigger", "-at"], name="trigger_eval_recent"),
+            # /metrics counts the last window by result; retention deletes by age.
+            models.Index(fields=["at"], name="trigger_eval_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.result}: {self.message[:60]}"

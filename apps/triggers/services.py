@@ -4,15 +4,19 @@ through one service (one run per trigger and slot), evaluated in claimed batches
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule
 
-from apps.runs.services import run_start
-from apps.triggers.kinds import get_kind, kind_gate
+from apps.runs.models import Run
+from apps.runs.services import RunRequest, run_start, runs_start_many
+from apps.triggers.kinds import Evaluation, TriggerKind, get_kind, kind_gate
 from apps.triggers.kinds.time import crontab_fields
 from apps.triggers.models import Trigger, TriggerEvaluation, TriggerFire
 
@@ -20,8 +24,20 @@ log = logging.getLogger(__name__)
 BATCH = 500
 # A slot is *missed* when no tick ran for a while before it came due (everything was down);
 # a slot that is merely late (a backlog of due triggers) still fires. Ticks leave a mark at
-# most every TICK_MARK seconds, so the mark is at most that stale while ticks run.
+# most every TICK_MARK seconds, so the mark is at most that stale while ticks run: only a mark
+# older than the slot by more than twice that shows that no tick ran in the TICK_MARK seconds
+# before it. A shorter outage (a beat or worker restart) makes a slot late, never missed.
 TICK_MARK = 30
+# A tick works through batches for at most this long; beat sends the next one each second
+# (and idle workers take those, in parallel, on the batches still due).
+TICK_BUDGET = 5.0
+RETENTION_CHUNK = 10_000
+# What an evaluation reads of a claimed trigger (the rest is deferred, loaded if touched).
+CHECK_COLUMNS = (
+    "id name kind enabled params state scenario_id check_interval_seconds grace_seconds "
+    "next_check_at suspended_reason"
+).split()
+COPY_FROM = 100  # evaluations: from this many at once, COPY (PostgreSQL)
 
 
 def trigger_validate(kind: str, params) -> dict:
@@ -105,10 +121,19 @@ def trigger_fire(trigger: Trigger, slot: datetime, params: dict, *, kind_label: 
 
 
 def triggers_tick(now: datetime | None = None) -> dict:
-    """The system tick (beat sends it every second): due time slots, then due checks."""
+    """The system tick (beat sends it every second): due time slots, then due checks.
+
+    A tick works through claimed batches until nothing is due or its budget is spent; ticks
+    running at once on several workers take disjoint batches (SKIP LOCKED), which is how a
+    burst fans out over the workers.
+    """
     now = now or timezone.now()
     previous = _mark_tick(now)
-    return {"slots": _fire_due_slots(now, previous), "checks": _evaluate_due_checks(now)}
+    deadline = time.monotonic() + TICK_BUDGET
+    return {
+        "slots": _fire_due_slots(now, previous, deadline),
+        "checks": _evaluate_due_checks(now, deadline),
+    }
 
 
 def _mark_tick(now: datetime) -> datetime | None:
@@ -118,21 +143,58 @@ def _mark_tick(now: datetime) -> datetime | None:
     mark = Heartbeat.objects.filter(name="trigger-tick").values_list("at", flat=True).first()
     if mark is None or (now - mark).total_seconds() >= TICK_MARK:
         Heartbeat.objects.update_or_create(name="trigger-tick", defaults={"at": now})
+        _forget_old_evaluations(now)
     return mark
 
 
+def _forget_old_evaluations(now: datetime) -> None:
+    """Retention: evaluations older than the setting go, a bounded chunk at a time."""
+    cutoff = now - timedelta(days=settings.CADENZA_TRIGGER_EVALUATION_DAYS)
+    old = TriggerEvaluation.objects.filter(at__lt=cutoff).values("pk")[:RETENTION_CHUNK]
+    TriggerEvaluation.objects.filter(pk__in=old).delete()
+
+
 def _claim(queryset, field: str, now: datetime) -> list[Trigger]:
-    """Lock a batch of due triggers (SKIP LOCKED: other workers take the next batch)."""
-    with transaction.atomic():
-        due = list(
-            queryset.select_for_update(skip_locked=True, of=("self",))
-            .filter(**{f"{field}__lte": now})
-            .order_by(field)[:BATCH]
-        )
-        for trigger in due:
-            _advance(trigger, field, now)
-        Trigger.objects.bulk_update(due, [field, "state"])
+    """Lock a batch of due triggers (SKIP LOCKED: other workers take the next batch) and
+    move their due time on. The caller's transaction keeps the locks while it fires."""
+    due = list(
+        queryset.select_for_update(skip_locked=True, of=("self",))
+        .filter(**{f"{field}__lte": now})
+        .order_by(field)[:BATCH]
+    )
+    moved = defaultdict(list)  # new due time → triggers: a burst shares a handful of values
+    for trigger in due:
+        _advance(trigger, field, now)
+        moved[getattr(trigger, field)].append(trigger.pk)
+    for value, ids in moved.items():
+        Trigger.objects.filter(pk__in=ids).update(**{field: value})
     return due
+
+
+def _claim_checks(polled, now: datetime) -> list[Trigger]:
+    """Claim a batch of due checks and move each on by its interval. On PostgreSQL this is
+    one statement (UPDATE … RETURNING over a SKIP LOCKED subquery): the trigger ids never
+    travel as a 500-item IN list, whose client-side quoting cost more than the query."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            return _claim(polled, "next_check_at", now)
+    due = (
+        polled.select_for_update(skip_locked=True, of=("self",))
+        .filter(next_check_at__lte=now)
+        .order_by("next_check_at")
+        .values("pk")[:BATCH]
+    )
+    table = connection.ops.quote_name(Trigger._meta.db_table)
+    scenarios = connection.ops.quote_name(Trigger.scenario.field.related_model._meta.db_table)
+    columns = ", ".join(f"t.{column}" for column in CHECK_COLUMNS)
+    with transaction.atomic():  # one statement; Django compiles FOR UPDATE only inside one
+        inner, params = due.query.sql_with_params()
+        sql = (
+            f"UPDATE {table} AS t SET next_check_at = %s + t.check_interval_seconds * "
+            f"interval '1 second' FROM {scenarios} AS s WHERE s.id = t.scenario_id AND "
+            f"t.id IN ({inner}) RETURNING {columns}, s.project_id AS scenario_project_id"
+        )
+        return list(Trigger.objects.raw(sql, [now, *params]))
 
 
 def _advance(trigger: Trigger, field: str, now: datetime) -> None:
@@ -147,86 +209,188 @@ def _active(kind_filter: dict):
     return Trigger.objects.filter(enabled=True, scenario__active=True, **kind_filter)
 
 
-def _fire_due_slots(now: datetime, previous_tick: datetime | None) -> int:
+def _fire_due_slots(now: datetime, previous_tick: datetime | None, deadline: float) -> int:
     fired = 0
-    for trigger in _claim(_active({"kind": "time"}), "next_fire_at", now):
-        if _suspended(trigger):
-            continue
-        label = f"slot {trigger._slot:%Y-%m-%d %H:%M %Z}"
-        missed = previous_tick is not None and previous_tick < trigger._slot - timedelta(
-            seconds=TICK_MARK
-        )
-        if missed and trigger.catch_up == Trigger.CatchUp.SKIP:
-            TriggerEvaluation.objects.create(
-                trigger=trigger,
-                result="skipped",
-                message=f"Missed {label}: no tick ran from {previous_tick:%Y-%m-%d %H:%M} "
-                "until after it; catch-up policy: skip.",
-            )
-            continue
-        if missed:
-            label += ", missed while down: run once for the missed slots"
-        fired += trigger_fire(trigger, trigger._slot, {}, kind_label=label) == "fired"
+    while time.monotonic() < deadline:
+        with transaction.atomic():
+            due = _claim(_active({"kind": "time"}), "next_fire_at", now)
+            if not due:
+                break
+            fired += _fire_slots(_unsuspended(due), previous_tick)
     return fired
 
 
-def _evaluate_due_checks(now: datetime) -> int:
+def _fire_slots(triggers: list[Trigger], previous_tick: datetime | None) -> int:
+    """Fire a claimed batch of slots at once; a missed slot follows its catch-up policy."""
+    skipped, firing = [], []
+    for trigger in triggers:
+        label = f"slot {trigger._slot:%Y-%m-%d %H:%M %Z}"
+        missed = previous_tick is not None and previous_tick < trigger._slot - timedelta(
+            seconds=2 * TICK_MARK
+        )
+        if missed and trigger.catch_up == Trigger.CatchUp.SKIP:
+            message = (
+                f"Missed {label}: no tick ran from {previous_tick:%Y-%m-%d %H:%M} "
+                "until after it; catch-up policy: skip."
+            )
+            skipped.append(TriggerEvaluation(trigger=trigger, result="skipped", message=message))
+            continue
+        if missed:
+            label += ", missed while down: run once for the missed slots"
+        firing.append((trigger, trigger._slot, label))
+    TriggerEvaluation.objects.bulk_create(skipped)
+    return _fire_many(firing)
+
+
+def _fire_many(firing: list[tuple[Trigger, datetime, str]]) -> int:
+    """``trigger_fire`` for a batch: runs, fires and evaluations in a few bulk writes.
+    A slot fired already (a racing tick, an old beat) breaks the batch's unique key: then
+    the batch goes one by one, where each such slot is a recorded duplicate."""
+    try:
+        with transaction.atomic():
+            starts = runs_start_many(
+                [
+                    RunRequest(t.scenario_id, t.kind, t.name, {"slot": slot.isoformat()})
+                    for t, slot, _ in firing
+                ]
+            )
+            pairs = list(zip(firing, starts, strict=True))
+            TriggerFire.objects.bulk_create(
+                [TriggerFire(trigger=t, slot=slot, run=start.run) for (t, slot, _), start in pairs]
+            )
+    except IntegrityError:
+        return sum(
+            trigger_fire(t, slot, {}, kind_label=label) == "fired" for t, slot, label in firing
+        )
+    TriggerEvaluation.objects.bulk_create(
+        [
+            TriggerEvaluation(
+                trigger=t,
+                result="fired" if start.run else "skipped",
+                message=label if start.run else start.reason,
+                run=start.run,
+            )
+            for (t, _, label), start in pairs
+        ]
+    )
+    Trigger.objects.filter(pk__in=[t.pk for t, _, _ in firing]).update(last_fired_at=timezone.now())
+    return sum(1 for _, start in pairs if start.run)
+
+
+def _evaluate_due_checks(now: datetime, deadline: float) -> int:
     evaluated = 0
-    for trigger in _claim(
-        _active({"next_check_at__isnull": False}).exclude(kind="time"), "next_check_at", now
-    ):
-        trigger_evaluate(trigger, now)
-        evaluated += 1
+    kinds: dict[str, TriggerKind] = {}  # one instance per kind and tick: it memoizes reads
+    polled = _active({"next_check_at__isnull": False}).exclude(kind="time")
+    while time.monotonic() < deadline:
+        due = _claim_checks(polled, now)
+        if not due:
+            break
+        triggers_evaluate_many(due, now, kinds=kinds)
+        evaluated += len(due)
     return evaluated
 
 
-def _suspended(trigger: Trigger) -> bool:
-    """Gated kinds stop (recorded, never deleted) while the license lacks them."""
-    gate = kind_gate(trigger.kind)
-    reason = "" if gate.allowed else gate.reason
-    if reason != trigger.suspended_reason:
-        Trigger.objects.filter(pk=trigger.pk).update(suspended_reason=reason)
-        trigger.suspended_reason = reason
-        TriggerEvaluation.objects.create(
-            trigger=trigger,
-            result="suspended" if reason else "unchanged",
-            message=reason or "The license allows this kind again: resumed.",
+def _unsuspended(triggers: list[Trigger]) -> list[Trigger]:
+    """Gated kinds stop (recorded, never deleted) while the license lacks them; the license
+    is read once per kind and batch, and only a change of reason is written."""
+    reasons = {}
+    for key in {trigger.kind for trigger in triggers}:
+        gate = kind_gate(key)
+        reasons[key] = "" if gate.allowed else gate.reason
+    changed = [t for t in triggers if reasons[t.kind] != t.suspended_reason]
+    for trigger in changed:
+        trigger.suspended_reason = reasons[trigger.kind]
+    if changed:
+        Trigger.objects.bulk_update(changed, ["suspended_reason"])
+        TriggerEvaluation.objects.bulk_create(
+            TriggerEvaluation(
+                trigger=t,
+                result="suspended" if t.suspended_reason else "unchanged",
+                message=t.suspended_reason or "The license allows this kind again: resumed.",
+            )
+            for t in changed
         )
-    return bool(reason)
+    return [t for t in triggers if not t.suspended_reason]
+
+
+def triggers_evaluate_many(
+    triggers: list[Trigger], now: datetime, *, kinds: dict | None = None
+) -> dict[int, TriggerEvaluation | None]:
+    """Evaluate polled triggers: a few queries per batch (license, running scenarios, what
+    the kinds prefetch, the new states, the evaluations), plus one fire per change."""
+    kinds = {} if kinds is None else kinds
+    live = _unsuspended(triggers)
+    # Active runs hold a lane (a small partial index): reading them all beats a long IN list.
+    running = set(Run.objects.filter(lane__isnull=False).values_list("scenario_id", flat=True))
+    for key in {t.kind for t in live}:
+        kinds.setdefault(key, get_kind(key)())
+        kinds[key].prefetch([t for t in live if t.kind == key])
+    records, moved, fired = [], [], []  # records: (trigger id, result, message)
+    for trigger in live:
+        if trigger.scenario_id in running:
+            records.append((trigger.pk, "skipped", "The scenario is running."))
+            continue
+        outcome = _outcome(kinds[trigger.kind], trigger, now)
+        if outcome.state is not None and outcome.state != trigger.state:
+            trigger.state = outcome.state
+            moved.append(trigger)
+        if outcome.result == "fired":
+            fired.append((trigger, outcome))
+        else:
+            records.append((trigger.pk, outcome.result, outcome.message))
+    Trigger.objects.bulk_update(moved, ["state"])
+    results = dict.fromkeys((t.pk for t in triggers), None)
+    results.update((record.trigger_id, record) for record in _record(records))
+    for trigger, outcome in fired:
+        trigger_fire(trigger, now, outcome.params, kind_label=outcome.message)
+    return results
+
+
+def _record(records: list[tuple[int, str, str]]) -> list[TriggerEvaluation]:
+    """Store evaluations. A polled cycle writes thousands, and PostgreSQL takes them by COPY
+    several times faster than an INSERT of model instances (those are returned, the copied
+    rows are not: nobody waits for them)."""
+    if len(records) < COPY_FROM or connection.vendor != "postgresql":
+        return TriggerEvaluation.objects.bulk_create(
+            TriggerEvaluation(trigger_id=pk, result=result, message=message)
+            for pk, result, message in records
+        )
+    at = timezone.now()
+    columns = "trigger_id, at, result, message"
+    with connection.cursor() as cursor:
+        table = connection.ops.quote_name(TriggerEvaluation._meta.db_table)
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for pk, result, message in records:
+                copy.write_row((pk, at, result, message))
+    return []
+
+
+def _outcome(kind: TriggerKind, trigger: Trigger, now: datetime) -> Evaluation:
+    try:
+        outcome = kind.evaluate(trigger, now)
+    except Exception as error:  # an evaluation error is recorded, never raised into the tick
+        log.exception("trigger %s failed", trigger.pk)
+        return Evaluation("error", f"{type(error).__name__}: {error}")
+    return outcome
 
 
 def trigger_evaluate(trigger: Trigger, now: datetime, *, fire: bool = True) -> TriggerEvaluation:
     """Evaluate a polled trigger once; ``fire=False`` is the "Test now" of admin and API."""
-    if _suspended(trigger):
-        return trigger.evaluations.first()
-    if trigger.scenario.runs.filter(status__in=("queued", "running")).exists() and fire:
-        return TriggerEvaluation.objects.create(
-            trigger=trigger, result="skipped", message="The scenario is running."
-        )
-    try:
-        outcome = get_kind(trigger.kind)().evaluate(trigger, now)
-    except Exception as error:  # an evaluation error is recorded, never raised into the tick
-        log.exception("trigger %s failed", trigger.pk)
-        return TriggerEvaluation.objects.create(
-            trigger=trigger, result="error", message=f"{type(error).__name__}: {error}"
-        )
     if not fire:
+        if not _unsuspended([trigger]):
+            return trigger.evaluations.first()
+        kind = get_kind(trigger.kind)()
+        kind.prefetch([trigger])
+        outcome = _outcome(kind, trigger, now)
         return TriggerEvaluation(trigger=trigger, result=outcome.result, message=outcome.message)
-    if outcome.state is not None:
-        Trigger.objects.filter(pk=trigger.pk).update(state=outcome.state)
-    if outcome.result == "fired":
-        trigger_fire(trigger, now, outcome.params, kind_label=outcome.message)
-        return trigger.evaluations.first()
-    return TriggerEvaluation.objects.create(
-        trigger=trigger, result=outcome.result, message=outcome.message
-    )
+    return triggers_evaluate_many([trigger], now)[trigger.pk] or trigger.evaluations.first()
 
 
 def triggers_after_run(run) -> None:
     """A run ended: fire the after-scenario triggers that wait for it."""
     candidates = _active({"kind": "after_scenario", "params__scenario": run.scenario_id})
     for trigger in candidates.select_related("scenario__project"):
-        if run.status not in trigger.params.get("outcomes", []) or _suspended(trigger):
+        if run.status not in trigger.params.get("outcomes", []) or not _unsuspended([trigger]):
             continue
         owner = trigger.scenario.effective_run_as()
         from apps.projects.permissions import can

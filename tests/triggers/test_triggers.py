@@ -101,6 +101,19 @@ def test_a_late_slot_in_a_backlog_still_fires(make_scenario, make_trigger, no_di
     assert len(runs_of(scenario)) == 1
 
 
+def test_a_slot_right_after_a_short_outage_is_late_not_missed(
+    make_scenario, make_trigger, no_dispatch
+):
+    """Ticks stopped 2 s before the slot, their mark then at its stalest (refreshed every
+    30 s, last 29 s before they stopped): a restart, not downtime; the slot fires."""
+    scenario = make_scenario()
+    trigger = make_trigger(scenario, "time", {"schedule": "hourly"}, catch_up="skip")
+    due_now(trigger, seconds_ago=3)
+    Heartbeat.objects.create(name="trigger-tick", at=timezone.now() - timedelta(seconds=34))
+    triggers_tick()
+    assert len(runs_of(scenario)) == 1
+
+
 def test_inactive_scenarios_do_not_fire(make_scenario, make_trigger, no_dispatch):
     scenario = make_scenario(active=False)
     due_now(make_trigger(scenario, "time", {"schedule": "hourly"}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.db.models import ProtectedError
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, serializers, status
 from rest_framework.decorators import action
@@ -91,6 +92,12 @@ class FlowRequestError(exceptions.APIException):
     default_code = "flow_error"
 
 
+class DatasetInUse(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Saved models are trained on this dataset; delete them first."
+    default_code = "dataset_in_use"
+
+
 @extend_schema_view(**by_name_or_id("retrieve", "update", "partial_update", "destroy"))
 class DatasetViewSet(NameOrIdLookup, ProjectChildViewSet):
     """Datasets of the project, with their build status. Editors write, build and clear them
@@ -103,6 +110,12 @@ class DatasetViewSet(NameOrIdLookup, ProjectChildViewSet):
         context = super().get_serializer_context()
         context["out_of_date"] = cache(lambda: out_of_date_ids([self.get_project().pk]))
         return context
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError:
+            raise DatasetInUse() from None
 
     @extend_schema(
         request=BuildRequestSerializer,

@@ -29,6 +29,11 @@ class TriggerKind:
     class Params(serializers.Serializer):
         pass
 
+    def prefetch(self, triggers: list) -> None:
+        """Load what a batch of these triggers will read, in a few queries (optional).
+
+        One instance serves a whole tick, so it may also memoize reads shared by triggers."""
+
     def evaluate(self, trigger, now: datetime) -> Evaluation:
         raise NotImplementedError
 

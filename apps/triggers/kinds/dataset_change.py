@@ -38,18 +38,45 @@ class DatasetChange(TriggerKind):
             default=False, help_text="Fire only when every one changed."
         )
 
-    def evaluate(self, trigger, now):
-        from apps.flow.models import Dataset
+    def __init__(self):
+        self._prints: dict[int, str] = {}  # dataset id → fingerprint, read once per tick
 
-        datasets = list(
-            Dataset.objects.select_related("connection").filter(
-                project_id=trigger.scenario.project_id, name__in=trigger.params["datasets"]
+    def prefetch(self, triggers):
+        from apps.flow.models import Dataset
+        from apps.scenarios.models import Scenario
+
+        names = {name for trigger in triggers for name in trigger.params["datasets"]}
+        # A tick's claim brings each trigger's project along; others are looked up.
+        project_of = {t.scenario_id: getattr(t, "scenario_project_id", None) for t in triggers}
+        unknown = [pk for pk, project in project_of.items() if project is None]
+        if unknown:
+            project_of.update(
+                Scenario.objects.filter(pk__in=unknown).values_list("pk", "project_id")
             )
-        )
+        found = {
+            (d.project_id, d.name): d
+            for d in Dataset.objects.select_related("connection").filter(
+                project_id__in=set(project_of.values()), name__in=names
+            )
+        }
+        for trigger in triggers:
+            project = project_of.get(trigger.scenario_id)
+            keys = [(project, name) for name in trigger.params["datasets"]]
+            trigger.watched = [found[key] for key in keys if key in found]
+
+    def _print(self, dataset) -> str:
+        if dataset.pk not in self._prints:
+            self._prints[dataset.pk] = fingerprint(dataset_fingerprint(dataset))
+        return self._prints[dataset.pk]
+
+    def evaluate(self, trigger, now):
+        if not hasattr(trigger, "watched"):
+            self.prefetch([trigger])
+        datasets = trigger.watched
         if len(datasets) != len(trigger.params["datasets"]):
             return Evaluation("error", "A watched dataset no longer exists.")
         try:
-            prints = {d.name: fingerprint(dataset_fingerprint(d)) for d in datasets}
+            prints = {d.name: self._print(d) for d in datasets}
         except (OSError, psycopg.Error, sqlite3.Error) as error:
             return Evaluation("error", f"Cannot read a watched dataset: {error}")
         fired_before = trigger.state.get(

@@ -25,4 +25,12 @@ class Command(BaseCommand):
         else:
             import uvicorn
 
-            uvicorn.run("config.asgi:application", host=host, port=port, lifespan="off")
+            from apps.system.log_format import uvicorn_log_config
+
+            uvicorn.run(
+                "config.asgi:application",
+                host=host,
+                port=port,
+                lifespan="off",
+                log_config=uvicorn_log_config(),
+            )
