@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench.run [dispatch|live_log|idle|throughput|api ...]
+"""Run the benchmarks: `python -m bench.run [dispatch|live_log|idle|throughput|api|beat ...]
 [--markdown] [--saved]`.
 
 Each writes bench/results/<name>.json (the machine, every figure with its floor, the raw
@@ -32,6 +32,7 @@ BENCHMARKS = {
     "triggers": "bench.triggers",
     "throughput": "bench.throughput",
     "api": "bench.api",
+    "beat": "bench.beat",
 }
 
 

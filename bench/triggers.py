@@ -95,7 +95,7 @@ licensing.active_license = timed("active_license", licensing.active_license)
 run_services.publish_run_state = timed("publish", run_services.publish_run_state)
 claim_queries = [0]
 claims = [0]
-original_claim = services._claim
+original_claim = services._claim_checks
 def counted_claim(*args, **kwargs):
     before = len(connection.queries_log)
     try:
@@ -103,7 +103,7 @@ def counted_claim(*args, **kwargs):
     finally:
         claims[0] += 1
         claim_queries[0] += len(connection.queries_log) - before
-services._claim = counted_claim
+services._claim_checks = counted_claim
 
 def pattern(sql):
     sql = re.sub(r"'[^']*'", "?", sql)

@@ -6,6 +6,7 @@ With REDIS_URL: distributed mode (PostgreSQL via DATABASE_URL, Redis broker and 
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -180,6 +181,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # DRF's three, with a JSON parser that refuses what PostgreSQL cannot store (NULs).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.system.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Generous defaults: they stop a runaway script, not a busy team (docs/operations.md).
     "DEFAULT_THROTTLE_CLASSES": [
         "apps.system.throttling.ApiAnonThrottle",
@@ -279,6 +286,9 @@ CADENZA_SANDBOX_FILE_MB = env_int("CADENZA_SANDBOX_FILE_MB", 1024, minimum=1)
 CADENZA_SANDBOX_PROCESSES = env_int("CADENZA_SANDBOX_PROCESSES", 64, minimum=1)
 CADENZA_ALLOW_SHELL = env_bool("CADENZA_ALLOW_SHELL", False)
 # A run whose heartbeat is older than this is failed as "worker lost" by the reaper.
+# Distributed mode: web processes of `manage.py serve` (Django serves sync views on one
+# thread per process).
+CADENZA_WEB_WORKERS = env_int("CADENZA_WEB_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
 # Every trigger evaluation is recorded ("why did or didn't this run"); kept this many days.
 CADENZA_TRIGGER_EVALUATION_DAYS = env_int(
     "CADENZA_TRIGGER_EVALUATION_DAYS", 7, minimum=1, maximum=3650

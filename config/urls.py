@@ -62,3 +62,6 @@ urlpatterns = [
     path("", include("apps.runs.urls")),  # the live dashboard pages
     path("", include("apps.accounts.urls")),
 ]
+
+# JSON under /api/ for a URL that matches no route, like every other API error.
+handler404 = "apps.system.not_found.not_found"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.serializers import as_serializer_error
 
 from apps.projects import permissions
-from apps.projects.models import Membership, Project
+from apps.projects.models import Membership, Project, project_key_validator
 from apps.projects.services import (
     membership_delete,
     membership_validate,
@@ -37,9 +38,12 @@ class ProjectScoped:
 
     def get_project(self) -> Project:
         if not hasattr(self, "_project"):
+            key = self.kwargs["project_key"]
+            # Not a key at all (a NUL, say, which PostgreSQL refuses in a query): no project.
+            if not project_key_validator.regex.match(key):
+                raise Http404("No Project matches the given query.")
             self._project = get_object_or_404(
-                permissions.for_user(Project.objects.all(), self.request.user, "view"),
-                key=self.kwargs["project_key"],
+                permissions.for_user(Project.objects.all(), self.request.user, "view"), key=key
             )
         return self._project
 

@@ -154,6 +154,8 @@ class DatasetChildViewSet(ProjectChildViewSet):
         rows = super().get_queryset()
         dataset = self.request.query_params.get("dataset")
         if self.action == "list" and dataset:
+            if "\x00" in dataset:  # PostgreSQL refuses it in a query
+                raise exceptions.ValidationError({"dataset": "Null characters are not allowed."})
             field = "dataset_id" if dataset.isdigit() else "dataset__name"
             rows = rows.filter(**{field: dataset})
         return rows

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import threading
 import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
@@ -156,10 +159,13 @@ def runs_start_many(requests: list[RunRequest]) -> list[RunStart]:
         starts = [_start_in_batch(scenarios, taken, request) for request in requests]
         created = [start.run for start in starts if start.run]
         Run.objects.bulk_create(created)
-        Scenario.objects.bulk_update(
-            [scenarios[pk] for pk in {run.scenario_id for run in created}], ["run_counter"]
-        )
-        transaction.on_commit(lambda: runs_dispatch_many(created))
+        added = Counter(run.scenario_id for run in created)
+        by_increment = defaultdict(list)  # a burst adds one run to each: one UPDATE, no CASE
+        for scenario_id, count in added.items():
+            by_increment[count].append(scenario_id)
+        for count, ids in by_increment.items():
+            Scenario.objects.filter(pk__in=ids).update(run_counter=F("run_counter") + count)
+        transaction.on_commit(lambda: dispatcher.submit(created))
     return starts
 
 
@@ -188,6 +194,40 @@ def _start_in_batch(scenarios: dict, taken: dict, request: RunRequest) -> RunSta
             variables={**scenario.project.variables, **scenario.variables},
         )
     )
+
+
+class Dispatcher:
+    """Sends batches of new runs to the broker from a thread of this process, so that a
+    burst's next batch of runs is created while the last one is being sent (10,000 sends
+    take seconds). A send lost with the process leaves its runs queued: the sweep resends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+
+    def submit(self, runs: list[Run]) -> None:
+        if not runs:
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child (Celery prefork)
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._loop, name="cadenza-dispatch", daemon=True).start()
+                self._pid = os.getpid()
+        self._queue.put(runs)
+
+    def _loop(self) -> None:
+        while True:
+            runs = self._queue.get()
+            try:
+                runs_dispatch_many(runs)
+            except Exception:  # the sweep resends what stays queued
+                log.exception("could not dispatch %d runs", len(runs))
+            finally:
+                connection.close()  # idle between bursts: hold no database connection
+
+
+dispatcher = Dispatcher()
 
 
 def runs_dispatch_many(runs: list[Run]) -> None:

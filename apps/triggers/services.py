@@ -16,6 +16,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule
 
 from apps.runs.models import Run
 from apps.runs.services import RunRequest, run_start, runs_start_many
+from apps.system.bulk import insert_rows
 from apps.triggers.kinds import Evaluation, TriggerKind, get_kind, kind_gate
 from apps.triggers.kinds.time import crontab_fields
 from apps.triggers.models import Trigger, TriggerEvaluation, TriggerFire
@@ -255,25 +256,23 @@ def _fire_many(firing: list[tuple[Trigger, datetime, str]]) -> int:
                 ]
             )
             pairs = list(zip(firing, starts, strict=True))
-            TriggerFire.objects.bulk_create(
-                [TriggerFire(trigger=t, slot=slot, run=start.run) for (t, slot, _), start in pairs]
+            now = timezone.now()
+            insert_rows(
+                TriggerFire,
+                ["trigger_id", "slot", "run_id", "created_at"],
+                [(t.pk, slot, start.run and start.run.pk, now) for (t, slot, _), start in pairs],
             )
     except IntegrityError:
         return sum(
             trigger_fire(t, slot, {}, kind_label=label) == "fired" for t, slot, label in firing
         )
-    TriggerEvaluation.objects.bulk_create(
+    _record(
         [
-            TriggerEvaluation(
-                trigger=t,
-                result="fired" if start.run else "skipped",
-                message=label if start.run else start.reason,
-                run=start.run,
-            )
+            (t.pk, "fired", label, start.run.pk) if start.run else (t.pk, "skipped", start.reason)
             for (t, _, label), start in pairs
         ]
     )
-    Trigger.objects.filter(pk__in=[t.pk for t, _, _ in firing]).update(last_fired_at=timezone.now())
+    Trigger.objects.filter(pk__in=[t.pk for t, _, _ in firing]).update(last_fired_at=now)
     return sum(1 for _, start in pairs if start.run)
 
 
@@ -346,22 +345,21 @@ def triggers_evaluate_many(
     return results
 
 
-def _record(records: list[tuple[int, str, str]]) -> list[TriggerEvaluation]:
-    """Store evaluations. A polled cycle writes thousands, and PostgreSQL takes them by COPY
-    several times faster than an INSERT of model instances (those are returned, the copied
-    rows are not: nobody waits for them)."""
-    if len(records) < COPY_FROM or connection.vendor != "postgresql":
+def _record(records: list[tuple]) -> list[TriggerEvaluation]:
+    """Store evaluations, each (trigger id, result, message[, run id]). A cycle writes
+    thousands: from COPY_FROM on they are copied, not returned (nobody waits for them)."""
+    records = [(*record, None)[:4] for record in records]
+    if len(records) < COPY_FROM:
         return TriggerEvaluation.objects.bulk_create(
-            TriggerEvaluation(trigger_id=pk, result=result, message=message)
-            for pk, result, message in records
+            TriggerEvaluation(trigger_id=pk, result=result, message=message, run_id=run)
+            for pk, result, message, run in records
         )
     at = timezone.now()
-    columns = "trigger_id, at, result, message"
-    with connection.cursor() as cursor:
-        table = connection.ops.quote_name(TriggerEvaluation._meta.db_table)
-        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for pk, result, message in records:
-                copy.write_row((pk, at, result, message))
+    insert_rows(
+        TriggerEvaluation,
+        ["trigger_id", "at", "result", "message", "run_id"],
+        [(pk, at, result, message, run) for pk, result, message, run in records],
+    )
     return []
 
 

@@ -28,6 +28,7 @@ class NameOrIdField(serializers.RelatedField):
     default_error_messages = {
         "unknown": "No {kind} {value!r} here.",
         "incorrect_type": "A name or an id.",
+        "null_characters": "Null characters are not allowed.",
     }
     kind = "object"
 
@@ -35,6 +36,8 @@ class NameOrIdField(serializers.RelatedField):
         if isinstance(data, bool) or not isinstance(data, int | str):
             self.fail("incorrect_type")
         text = str(data)
+        if "\x00" in text:  # no name holds one, and PostgreSQL refuses it in a query
+            self.fail("null_characters")
         lookup = {"pk": int(text)} if text.isdigit() else {"name": text}
         found = self.get_queryset().filter(**lookup).first()
         if found is None:

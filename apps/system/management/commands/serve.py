@@ -14,10 +14,18 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--concurrency", type=int, default=4, help="worker threads (embedded)")
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=settings.CADENZA_WEB_WORKERS,
+            help="web processes (distributed mode; default CADENZA_WEB_WORKERS or the CPU count)",
+        )
 
-    def handle(self, *args, host, port, concurrency, **options):
+    def handle(self, *args, host, port, concurrency, workers, **options):
         if not 0 < port < 65536:
             raise CommandError(f"--port {port} is not a TCP port.")
+        if workers < 1:
+            raise CommandError(f"--workers {workers}: at least 1.")
         if settings.MODE == "embedded":
             from apps.system.embedded import serve
 
@@ -27,10 +35,13 @@ class Command(BaseCommand):
 
             from apps.system.log_format import uvicorn_log_config
 
+            # Django runs sync views on one thread per process (asgiref's thread-sensitive
+            # mode): the API's throughput comes from processes, one per core by default.
             uvicorn.run(
                 "config.asgi:application",
                 host=host,
                 port=port,
+                workers=workers,
                 lifespan="off",
                 log_config=uvicorn_log_config(),
             )

@@ -1,0 +1,46 @@
+"""The API's JSON parser: DRF's, refusing bodies that PostgreSQL could never store.
+
+PostgreSQL keeps no NUL character (U+0000) in text or jsonb. DRF's CharField refuses one, but
+free-form JSON fields (variables, params) would hand it to the database, which answers with
+an error (a 500). Refused here, for every JSON body at once, the answer is a 400 naming the
+field. A body nested too deeply to parse is a 400 too, not a RecursionError.
+"""
+
+from __future__ import annotations
+
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.settings import api_settings
+
+
+class JSONParser(parsers.JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            data = super().parse(stream, media_type, parser_context)
+            where = _null_character_at(data)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
+        if where is not None:
+            field = where[0] if isinstance(data, dict) else api_settings.NON_FIELD_ERRORS_KEY
+            path = ".".join(part.replace("\x00", "\\u0000") for part in where)
+            raise ValidationError({field: [f"Null characters are not allowed (at {path})."]})
+        return data
+
+
+def _null_character_at(value, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The path of the first string (or object key) holding a NUL, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = ((str(index), item) for index, item in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        if "\x00" in key:
+            return (*path, key)
+        found = _null_character_at(item, (*path, key))
+        if found is not None:
+            return found
+    return None
