@@ -48,10 +48,11 @@ from bench.stack import (
     python,
     wait_for_log,
 )
-from bench.stats import Figure, distribution, percentile
+from bench.stats import Figure, distribution
 
-BURST_BOUND = float(os.environ.get("BENCH_BEAT_BURST_BOUND", 150))  # s after the burst slot
-STOCK_BOUND = float(os.environ.get("BENCH_BEAT_STOCK_BOUND", 150))
+BURST_BOUND = float(os.environ.get("BENCH_BEAT_BURST_BOUND", 120))  # s after the burst slot
+STOCK_BOUND = float(os.environ.get("BENCH_BEAT_STOCK_BOUND", 120))
+STOCK_TAIL = 25  # s after the last stock spread slot
 EDIT_TAIL = 20  # s after the edited slot before the section may end
 FILE_SAMPLES = 20
 TICK = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}).*Task triggers\.tick\[[^]]+\] received")
@@ -63,6 +64,9 @@ def run() -> list[Figure]:
         postgres, broker = stack.databases()
         env = distributed_env(stack.workdir / "var", postgres, broker)
         env.update(DJANGO_SETTINGS_MODULE="config.settings", CADENZA_LICENSE_PUBLIC_KEY=public)
+        env.update(
+            {key: value for key, value in os.environ.items() if key.startswith("BENCH_BEAT")}
+        )
         manage(env, "migrate", "--noinput", "-v0")
         root = stack.workdir / "data"
         seeded = driver({**env, "BENCH_LICENSE_PRIVATE_KEY": private}, "seed", "--root", root)
@@ -197,6 +201,9 @@ def cadenza_section(
         "files": driver_result(files),
         "edit": driver_result(editor),
         "ticks": tick_times(work.log),
+        "expired_ticks": work.log.read_text(errors="replace").count(
+            "Discarding revoked task: triggers.tick"
+        ),
         "queue": watch.samples,
         **collected,
     }
@@ -223,7 +230,7 @@ def tick_times(log: Path) -> list[float]:
     return [datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() for stamp in found]
 
 
-# -- stock django-celery-beat --------------------------------------------------------------------------
+# -- stock django-celery-beat ---------------------------------------------------------------
 
 
 def stock_section(stack: Stack, env: dict, broker: str) -> dict:
@@ -236,7 +243,7 @@ def stock_section(stack: Stack, env: dict, broker: str) -> dict:
     s0 = next_boundary(time.time(), 20)
     sleep_until(s0 + 30)
     second = beat(stack, env, "stock-beat-2", "bench.beat_stock")
-    sleep_until(s0 + 120 + 45)
+    sleep_until(s0 + 120 + STOCK_TAIL)
     cpu = {"spread_one_beat_s": cpu_seconds(first.pid), "spread_window_s": time.time() - s0}
     for process in (second, first):
         process.check_alive()
@@ -254,6 +261,7 @@ def stock_section(stack: Stack, env: dict, broker: str) -> dict:
     rss = Path(f"/proc/{alone.pid}/status").read_text().split("VmRSS:")[1].split()[0]
     stack.stop(alone)
     consumer.done.set()
+    consumer.join(timeout=5)  # before Redis stops under its BRPOP
     return {
         "s0": s0,
         "burst_slot": burst_slot,
@@ -286,121 +294,167 @@ def first_lags(messages, burst_slot: float) -> tuple[dict, dict]:
     return by_slot, count
 
 
-# -- figures -------------------------------------------------------------------------------------------
+# -- figures ---------------------------------------------------------------------------------
 
 
 def censored(samples: list[float], expected: int) -> dict[str, float]:
-    """p50/p95/p99/max over every expected item; one that never came counts as infinite."""
+    """p50/p95/p99/max over every expected item (nearest rank); one that never came within
+    the window counts as infinite, so a percentile that falls on it reads "–"."""
     full = sorted(samples) + [math.inf] * max(0, expected - len(samples))
-    nearest = {
-        p: full[min(len(full) - 1, math.ceil(p / 100 * len(full)) - 1)] for p in (50, 95, 99)
-    }
-    return {
-        **{f"p{p}": value for p, value in nearest.items()},
-        "max": full[-1] if full else math.nan,
-    }
+    if not full:
+        return {"p50": math.nan, "p95": math.nan, "p99": math.nan, "max": math.nan}
+    rank = {p: full[min(len(full) - 1, math.ceil(p / 100 * len(full)) - 1)] for p in (50, 95, 99)}
+    return {**{f"p{p}": value for p, value in rank.items()}, "max": full[-1]}
 
 
 def figures(cadenza: dict, stock: dict) -> list[Figure]:
-    t0, slot = cadenza["t0"], cadenza["burst_slot"]
-    runs = cadenza["runs"]
-    ticks = sorted(cadenza["ticks"])
-    floors = {
-        s: next((t - s for t in ticks if t >= s), math.inf) for s in (t0, t0 + 60, slot, slot + 60)
-    }
-    tick_floor = distribution(list(floors.values()))
-    expected = {int(minute): n for minute, n in cadenza["expected_per_minute"].items()}
+    ours, theirs = cadenza_measures(cadenza), stock_measures(stock)
+    tick = (TICK_FLOOR, ours["tick_floor"])
+    return [
+        *spread_figures(ours, theirs, tick),
+        *burst_figures(ours, theirs, tick, cadenza),
+        *edit_figures(ours, cadenza),
+        *duplicate_figures(ours, theirs),
+        file_figure(cadenza["files"]),
+    ]
 
-    def lags(kind: str, at: float, skip: int | None = None) -> list[float]:
-        return [q - s for k, scenario, s, q in runs if k == kind and s == at and scenario != skip]
+
+TICK_FLOOR = "slot → the next triggers.tick a worker received (worker log), per slot"
+
+
+def cadenza_measures(cadenza: dict) -> dict:
+    t0, slot, edited = cadenza["t0"], cadenza["burst_slot"], cadenza["edited_scenario"]
+    ticks = sorted(cadenza["ticks"])
+    floors = {s: next((t - s for t in ticks if t >= s), math.inf) for s in (t0, t0 + 60, slot)}
+    floors[slot + 60] = next((t - slot - 60 for t in ticks if t >= slot + 60), math.inf)
+    per_minute = {int(minute): n for minute, n in cadenza["expected_per_minute"].items()}
+
+    def lags(kind: str, at: float) -> list[float]:
+        return [q - s for k, pk, s, q in cadenza["runs"] if k == kind and s == at and pk != edited]
 
     spread = lags("spread", t0) + lags("spread", t0 + 60)
-    spread_expected = sum(expected.get(time.gmtime(s).tm_min, 0) for s in (t0, t0 + 60))
+    expected = sum(per_minute.get(time.gmtime(s).tm_min, 0) for s in (t0, t0 + 60))
     burst = lags("burst", slot)
-    edited = [
-        q - s
-        for k, scenario, s, q in runs
-        if scenario == cadenza["edited_scenario"] and s == slot + 60
-    ]
-    others = lags("spread", slot + 60, skip=cadenza["edited_scenario"])
-    stock_spread, stock_counts = first_lags(stock["spread"], stock["burst_slot"])
-    stock_burst, _ = first_lags(stock["burst"], stock["burst_slot"])
-    s0 = stock["s0"]
-    stock_spread_s0 = stock_spread.get(s0, [])
-    stock_expected = expected_stock(s0)
-    two_stock = [n for (t, s), n in stock_counts.items() if s in (s0 + 60, s0 + 120)]
-    files = cadenza["files"]
-    common = {"loads": {"cadenza": cadenza["loads"], "stock": stock["loads"]}}
-    spread_value = censored(spread, spread_expected)
-    stock_spread_value = censored(stock_spread_s0, stock_expected)
-    burst_value = censored(burst, BURST)
-    stock_burst_value = censored(stock_burst.get(stock["burst_slot"], []), BURST)
-    tick_name = "slot → the next triggers.tick received by a worker (per slot, worker log)"
-    file_floor = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}
+    return {
+        "tick_floor": distribution(list(floors.values())),
+        "tick_floor_per_slot": {str(s): lag for s, lag in floors.items()},
+        "spread": spread,
+        "spread_stats": censored(spread, expected),
+        "spread_expected": expected,
+        "burst": burst,
+        "burst_stats": censored(burst, BURST),
+        "edited": [q - s for _, pk, s, q in cadenza["runs"] if pk == edited and s == slot + 60],
+        "others": lags("spread", slot + 60),
+        "others_expected": per_minute.get(time.gmtime(slot + 60).tm_min, 0),
+        "window": cadenza["ended"] - slot,
+        "duplicates": cadenza["duplicates"],
+    }
+
+
+def stock_measures(stock: dict) -> dict:
+    s0, slot = stock["s0"], stock["burst_slot"]
+    spread, counts = first_lags(stock["spread"], slot)
+    burst = first_lags(stock["burst"], slot)[0].get(slot, [])
+    expected = sum(1 for i in range(SPREAD) if i % 60 == time.gmtime(s0).tm_min)
+    two_beats = [n for (_, s), n in counts.items() if s in (s0 + 60, s0 + 120)]
+    return {
+        "spread": spread.get(s0, []),
+        "spread_stats": censored(spread.get(s0, []), expected),
+        "spread_expected": expected,
+        "per_slot": {str(s): len(lags) for s, lags in spread.items()},
+        "burst": burst,
+        "burst_stats": censored(burst, BURST),
+        "pairs": len(two_beats),
+        "duplicates": sum(1 for n in two_beats if n > 1),
+        "cpu": stock["cpu"],
+        "rss_mb": stock["burst_rss_mb"],
+        "loads": stock["loads"],
+    }
+
+
+def spread_figures(ours: dict, theirs: dict, tick: tuple) -> list[Figure]:
+    label = f"{SPREAD:,} hourly triggers (≈{round(SPREAD / 60)}/min)"
     return [
         Figure(
-            "beat", f"spread: slot → run created, {SPREAD:,} hourly triggers, 2 slots", "s",
-            spread_value, tick_name, tick_floor, len(spread), ("p95", 1.0),
-            {**common, "expected": spread_expected, "never_fired": spread_expected - len(spread),
-             "stock": stock_spread_value, "samples": spread, "tick_floor_per_slot": floors},
+            "beat", f"spread: slot → run created, {label}, 2 slots", "s", ours["spread_stats"],
+            *tick, len(ours["spread"]), ("p95", 1.0),
+            {"never_fired": ours["spread_expected"] - len(ours["spread"]),
+             "tick_floor_per_slot": ours["tick_floor_per_slot"],
+             "stock": theirs["spread_stats"], "samples": ours["spread"]},
         ),
         Figure(
-            "beat", "stock beat, spread: slot → task published, 1 slot", "s",
-            stock_spread_value, tick_name + " (Cadenza's)", tick_floor, len(stock_spread_s0),
-            None,
-            {"expected": stock_expected, "never_fired": stock_expected - len(stock_spread_s0),
-             "samples": stock_spread_s0, "cpu": stock["cpu"]},
-        ),
-        Figure(
-            "beat", f"burst: slot → last run created, {BURST:,} triggers, one slot", "s",
-            {"value": burst_value["max"]}, f"one bulk_create of {BURST:,} TriggerFire rows",
-            {"value": cadenza["fire_floor_s"]}, len(burst), ("value", 10.0),
-            {"created": len(burst), "never_within_s": cadenza["ended"] - slot,
-             "distribution": burst_value, "queue_length": cadenza["queue"],
-             "missed_recorded": cadenza["missed"], "beat_cpu_s": cadenza["beat_cpu_s"],
-             "stock": stock_burst_value},
-        ),
-        Figure(
-            "beat", "burst: slot → run created (each run)", "s", burst_value, tick_name,
-            tick_floor, len(burst), None, {"samples": sorted(burst)},
-        ),
-        Figure(
-            "beat", f"stock beat, burst: slot → task published ({BURST:,} due)", "s",
-            stock_burst_value, tick_name + " (Cadenza's)", tick_floor,
-            len(stock_burst.get(stock["burst_slot"], [])), None,
-            {"bound_s": STOCK_BOUND, "never_within_bound": BURST - len(stock_burst.get(stock["burst_slot"], [])),
-             "rss_mb": stock["burst_rss_mb"], "cpu": stock["cpu"]},
-        ),
-        Figure(
-            "beat", "edit during the burst: new slot → edited trigger's run", "s",
-            {"value": min(edited, default=math.inf)}, tick_name + " (that slot)",
-            {"value": floors[slot + 60]}, len(edited), ("value", 5.0),
-            {**cadenza["edit"], "runs_of_disabled": cadenza["disabled_runs"]},
-        ),
-        Figure(
-            "beat", "edit during the burst: the other triggers of that slot", "s",
-            censored(others, expected.get(time.gmtime(slot + 60).tm_min, 0) - 1),
-            "the spread's lags (slots without burst or edit)", spread_value, len(others),
-        ),
-        Figure(
-            "beat", "two beats, slots B and B+1: (trigger, slot) with more than one run", "pairs",
-            {"value": cadenza["duplicates"]}, "none", {"value": 0},
-            len(burst) + len(edited) + len(others), ("value", 0),
-        ),
-        Figure(
-            "beat", "stock beat, two beats, 2 slots: (task, slot) published more than once",
-            "pairs", {"value": sum(1 for n in two_stock if n > 1)}, "none", {"value": 0},
-            len(two_stock), None, {"per_slot": {str(s): len(v) for s, v in stock_spread.items()}},
-        ),
-        Figure(
-            "beat", "file written → first step running (dataset change, 1 s interval)", "s",
-            distribution(files["samples"]), "check interval / 2 (uniform phase), computed",
-            file_floor, len(files["samples"]), ("p95", 1.5),
-            {"samples": files["samples"], "to_run_created": files["queued"]},
+            "beat", f"stock beat, spread: slot → task published, {label}, 1 slot", "s",
+            theirs["spread_stats"], *tick, len(theirs["spread"]), None,
+            {"never_fired": theirs["spread_expected"] - len(theirs["spread"]),
+             "first_publications_per_slot": theirs["per_slot"], "beat_cpu": theirs["cpu"],
+             "samples": theirs["spread"]},
         ),
     ]  # fmt: skip
 
 
-def expected_stock(s0: float) -> int:
-    minute = time.gmtime(s0).tm_min
-    return sum(1 for i in range(SPREAD) if i % 60 == minute)
+def burst_figures(ours: dict, theirs: dict, tick: tuple, cadenza: dict) -> list[Figure]:
+    burst, stats = ours["burst"], ours["burst_stats"]
+    expired = cadenza["expired_ticks"]
+    return [
+        Figure(
+            "beat", f"burst: slot → last run created, {BURST:,} triggers due at one slot", "s",
+            {"value": stats["max"]}, f"one bulk_create of {BURST:,} TriggerFire rows",
+            {"value": cadenza["fire_floor_s"]}, len(burst), ("value", 10.0),
+            {"created": len(burst), "window_s": ours["window"],
+             "created_within_10_s": sum(lag <= 10 for lag in burst),
+             "distribution": stats, "stock": theirs["burst_stats"],
+             "ticks_expired_in_queue": expired, "queue_length": cadenza["queue"],
+             "missed_recorded": cadenza["missed"], "beat_cpu_s": cadenza["beat_cpu_s"]},
+        ),
+        Figure(
+            "beat", "burst: slot → run created (each of the 10,000)", "s", stats, *tick,
+            len(burst), None, {"samples": sorted(burst)},
+        ),
+        Figure(
+            "beat", f"stock beat, burst: slot → task published ({BURST:,} due)", "s",
+            theirs["burst_stats"], *tick, len(theirs["burst"]), None,
+            {"bound_s": STOCK_BOUND, "never_within_bound": BURST - len(theirs["burst"]),
+             "rss_mb": theirs["rss_mb"], "beat_cpu": theirs["cpu"]},
+        ),
+    ]  # fmt: skip
+
+
+def edit_figures(ours: dict, cadenza: dict) -> list[Figure]:
+    floor = {"value": ours["tick_floor_per_slot"][str(cadenza["burst_slot"] + 60)]}
+    return [
+        Figure(
+            "beat", "edit at burst + 2 s: its new slot (B+1) → the edited trigger's run", "s",
+            {"value": min(ours["edited"], default=math.inf)}, TICK_FLOOR + " (that slot)",
+            floor, len(ours["edited"]), ("value", 5.0),
+            {**cadenza["edit"], "runs_of_the_disabled_trigger": cadenza["disabled_runs"]},
+        ),
+        Figure(
+            "beat", "edit at burst + 2 s: the other triggers of slot B+1", "s",
+            censored(ours["others"], ours["others_expected"] - 1),
+            "the spread's own lags (slots without burst or edit)", ours["spread_stats"],
+            len(ours["others"]),
+        ),
+    ]  # fmt: skip
+
+
+def duplicate_figures(ours: dict, theirs: dict) -> list[Figure]:
+    pairs = len(ours["burst"]) + len(ours["edited"]) + len(ours["others"])
+    return [
+        Figure(
+            "beat", "two beats, slots B and B+1: (trigger, slot) pairs with > 1 run", "pairs",
+            {"value": ours["duplicates"]}, "none", {"value": 0}, pairs, ("value", 0),
+        ),
+        Figure(
+            "beat", "stock beat, two beats, 2 slots: (task, slot) published > 1 time", "pairs",
+            {"value": theirs["duplicates"]}, "none", {"value": 0}, theirs["pairs"],
+        ),
+    ]  # fmt: skip
+
+
+def file_figure(files: dict) -> Figure:
+    return Figure(
+        "beat", "file written → first step running (dataset change, 1 s, no grace)", "s",
+        distribution(files["samples"]), "check interval / 2 (a uniform phase), computed",
+        {"p50": 0.5, "p95": 0.95, "p99": 0.99, "max": 1.0}, len(files["samples"]),
+        ("p95", 1.5), {"samples": files["samples"], "to_run_created": files["queued"]},
+    )  # fmt: skip

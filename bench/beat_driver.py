@@ -14,7 +14,7 @@ import os
 import random
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import django
@@ -38,7 +38,7 @@ def next_boundary(after: float, margin: float) -> float:
     return (int(after + margin) // 60 + 1) * 60
 
 
-# -- seed ------------------------------------------------------------------------------------
+# -- seed -------------------------------------------------------------------------------------
 
 
 def seed(options) -> dict:
@@ -158,7 +158,7 @@ def _watched_trigger(project, user, root: Path) -> int:
     return trigger_save(trigger, user=user).pk
 
 
-# -- arm: the schedule of the run --------------------------------------------------------------
+# -- arm: the schedule of the run -------------------------------------------------------------
 
 
 def arm(options) -> dict:
@@ -192,7 +192,7 @@ def arm(options) -> dict:
     }
 
 
-# -- file change → first step running ------------------------------------------------------------
+# -- file change → first step running ---------------------------------------------------------
 
 
 def filechange(options) -> dict:
@@ -213,21 +213,17 @@ def filechange(options) -> dict:
         time.sleep(random.uniform(0, 1))  # a random phase against the 1 s ticks
         written = time.time()
         (folder / f"part-{len(samples) + 1}.csv").write_text(f"a,b\n{written},2\n")
-        step = _wait(
-            lambda: (
-                StepRun.objects.filter(run__scenario=trigger.scenario, run__pk__gt=last)
-                .exclude(started_at=None)
-                .values_list("run_id", "started_at", "run__queued_at")
-                .first()
-            ),
-            30,
+        started = StepRun.objects.filter(run__scenario=trigger.scenario, run__pk__gt=last)
+        started = started.exclude(started_at=None).values_list(
+            "run_id", "started_at", "run__queued_at"
         )
+        step = _wait(started.first, 30)
         if step is None:
             break
         last = step[0]
         samples.append(step[1].timestamp() - written)
         queued.append(step[2].timestamp() - written)
-        _wait(lambda: runs.filter(pk=last, status__in=FINAL_STATUSES).exists(), 30)
+        _wait(runs.filter(pk=last, status__in=FINAL_STATUSES).exists, 30)
     return {"samples": samples, "queued": queued, "interval": 1.0}
 
 
@@ -240,7 +236,7 @@ def _wait(predicate, bound: float, poll: float = 0.02):
     return None
 
 
-# -- edit during the burst -----------------------------------------------------------------------
+# -- edit during the burst --------------------------------------------------------------------
 
 
 def edit(options) -> dict:
@@ -266,7 +262,7 @@ def edit(options) -> dict:
     }
 
 
-# -- collect -----------------------------------------------------------------------------------------
+# -- collect ----------------------------------------------------------------------------------
 
 
 def collect(options) -> dict:
@@ -321,7 +317,7 @@ def _fire_floor() -> float:
     return elapsed
 
 
-# -- stock django-celery-beat ------------------------------------------------------------------------
+# -- stock django-celery-beat -----------------------------------------------------------------
 
 
 def stock_arm(options) -> dict:
@@ -341,7 +337,7 @@ def stock_arm(options) -> dict:
     return {"enabled": chosen.update(**changes)}
 
 
-# -- main ----------------------------------------------------------------------------------------------
+# -- main -------------------------------------------------------------------------------------
 
 
 def main() -> None:

@@ -159,6 +159,9 @@ def distributed_env(var_dir: Path, postgres: Postgres, redis: Redis) -> dict[str
         "DATABASE_URL": postgres.url,
         "REDIS_URL": redis.url,
         "SECRET_KEY": secrets.token_urlsafe(50),
+        # 50 load-generating clients share one token: the per-user API limit would measure
+        # the throttle, not the API.
+        "CADENZA_API_USER_RATE": "off",
     }
 
 

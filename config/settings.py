@@ -181,11 +181,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    # DRF's three, with a JSON parser that refuses what PostgreSQL cannot store (NULs).
+    # DRF's three, refusing what PostgreSQL cannot store (NUL characters).
     "DEFAULT_PARSER_CLASSES": [
         "apps.system.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "apps.system.parsers.FormParser",
+        "apps.system.parsers.MultiPartParser",
     ],
     # Generous defaults: they stop a runaway script, not a busy team (docs/operations.md).
     "DEFAULT_THROTTLE_CLASSES": [

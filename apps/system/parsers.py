@@ -1,9 +1,12 @@
-"""The API's JSON parser: DRF's, refusing bodies that PostgreSQL could never store.
+"""The API's parsers: DRF's, refusing bodies that PostgreSQL could never store.
 
 PostgreSQL keeps no NUL character (U+0000) in text or jsonb. DRF's CharField refuses one, but
-free-form JSON fields (variables, params) would hand it to the database, which answers with
-an error (a 500). Refused here, for every JSON body at once, the answer is a 400 naming the
-field. A body nested too deeply to parse is a 400 too, not a RecursionError.
+free-form fields (variables, params) would hand it to the database, which answers with an
+error (a 500). Refused here, for every body at once, the answer is a 400 naming the field.
+A JSON body nested too deeply to parse is a 400 too, not a RecursionError.
+
+Not caught here: a form field whose value is JSON text with an escaped NUL ("\\u0000"); only
+the JSON field decodes it (docs/security.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,27 @@ class JSONParser(parsers.JSONParser):
             path = ".".join(part.replace("\x00", "\\u0000") for part in where)
             raise ValidationError({field: [f"Null characters are not allowed (at {path})."]})
         return data
+
+
+class FormParser(parsers.FormParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        _refuse_null_characters(data)
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        parsed = super().parse(stream, media_type, parser_context)
+        _refuse_null_characters(parsed.data)
+        return parsed
+
+
+def _refuse_null_characters(form) -> None:
+    for key, values in form.lists():
+        if "\x00" in key or any("\x00" in value for value in values):
+            field = key.replace("\x00", "\\u0000")
+            raise ValidationError({field: ["Null characters are not allowed."]})
 
 
 def _null_character_at(value, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:

@@ -187,13 +187,16 @@ def _claim_checks(polled, now: datetime) -> list[Trigger]:
     )
     table = connection.ops.quote_name(Trigger._meta.db_table)
     scenarios = connection.ops.quote_name(Trigger.scenario.field.related_model._meta.db_table)
+    runs = connection.ops.quote_name(Run._meta.db_table)
     columns = ", ".join(f"t.{column}" for column in CHECK_COLUMNS)
     with transaction.atomic():  # one statement; Django compiles FOR UPDATE only inside one
         inner, params = due.query.sql_with_params()
         sql = (
             f"UPDATE {table} AS t SET next_check_at = %s + t.check_interval_seconds * "
             f"interval '1 second' FROM {scenarios} AS s WHERE s.id = t.scenario_id AND "
-            f"t.id IN ({inner}) RETURNING {columns}, s.project_id AS scenario_project_id"
+            f"t.id IN ({inner}) RETURNING {columns}, s.project_id AS scenario_project_id, "
+            f"EXISTS (SELECT 1 FROM {runs} AS r WHERE r.scenario_id = t.scenario_id AND "
+            "r.lane IS NOT NULL) AS scenario_busy"
         )
         return list(Trigger.objects.raw(sql, [now, *params]))
 
@@ -319,8 +322,15 @@ def triggers_evaluate_many(
     the kinds prefetch, the new states, the evaluations), plus one fire per change."""
     kinds = {} if kinds is None else kinds
     live = _unsuspended(triggers)
-    # Active runs hold a lane (a small partial index): reading them all beats a long IN list.
-    running = set(Run.objects.filter(lane__isnull=False).values_list("scenario_id", flat=True))
+    # Active runs hold a lane. A tick's claim says which scenarios are busy; otherwise ask.
+    unknown = {t.scenario_id for t in live if not hasattr(t, "scenario_busy")}
+    running = {t.scenario_id for t in live if getattr(t, "scenario_busy", False)}
+    if unknown:
+        running.update(
+            Run.objects.filter(scenario_id__in=unknown, lane__isnull=False).values_list(
+                "scenario_id", flat=True
+            )
+        )
     for key in {t.kind for t in live}:
         kinds.setdefault(key, get_kind(key)())
         kinds[key].prefetch([t for t in live if t.kind == key])

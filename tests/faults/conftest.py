@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from kombu import pools
 
 from config.celery import app
 from devstack import Postgres, Redis
@@ -42,13 +43,12 @@ def dedicated_redis(tmp_path):
 def celery_broker(url: str):
     """Point this process's Celery app (dispatch, ``control.ping``) at another broker.
 
-    The connection pools are dropped as Celery drops them after a fork, so the next publish
+    The connection pools are closed and forgotten as after a fork, so the next publish
     connects to ``url``; the previous broker is restored on the way out.
     """
 
     def drop_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+        pools.reset()  # closes every pool of this process and empties kombu's registry
         app._pool = None
         app.amqp._producer_pool = None
 

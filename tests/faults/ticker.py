@@ -51,6 +51,10 @@ def stored_lines(run: Run) -> int:
     return LogLine.objects.filter(run=run).count()
 
 
+def stored_ticks(run: Run) -> int:
+    return LogLine.objects.filter(run=run, message__regex=r"^tick \d+$").count()
+
+
 def logged(process, text: str, *, count: int = 1) -> bool:
     """Has the process (a WorkerProcess, a BeatProcess) written ``text`` to its log?"""
     return process.log.read_text(errors="replace").count(text) >= count

@@ -175,3 +175,24 @@ def test_evaluations_older_than_the_retention_are_forgotten(make_scenario, make_
     services._forget_old_evaluations(timezone.now())
     assert list(TriggerEvaluation.objects.values_list("pk", flat=True)) == [recent.pk]
     assert Scenario.objects.filter(pk=trigger.scenario_id).exists()
+
+
+def test_a_check_of_a_busy_scenario_is_skipped_and_says_so(
+    make_scenario, make_trigger, files_connection, edition, no_dispatch
+):
+    edition("team")
+    root = Path(files_connection.config["root"])
+    (root / "inbox").mkdir()
+    busy, idle = make_scenario(name="busy"), make_scenario(name="idle")
+    Dataset.objects.create(
+        project=busy.project, name="inbox", connection=files_connection, format="csv", path="inbox"
+    )
+    triggers = [make_trigger(s, "dataset_change", {"datasets": ["inbox"]}) for s in (busy, idle)]
+    run_start(scenario=busy)  # queued: it holds its lane
+    Trigger.objects.update(next_check_at=timezone.now() - timedelta(seconds=1))
+    assert triggers_tick()["checks"] == 2
+    results = dict(
+        TriggerEvaluation.objects.filter(trigger__in=triggers).values_list("trigger", "message")
+    )
+    assert results[triggers[0].pk] == "The scenario is running."
+    assert results[triggers[1].pk] != "The scenario is running."
