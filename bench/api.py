@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 
@@ -49,10 +50,26 @@ def run() -> list[Figure]:
                                   "--token", seeded["token"]))  # fmt: skip
         server, url = serve(stack, env)
         load = Load(url, seeded["project"], seeded["token"], mixes)
-        load.go(CLIENTS, WARM_UP, MEASURE, probe=lambda: cpu_seconds(server.pid))
+        load.go(CLIENTS, WARM_UP, MEASURE, probe=lambda: cpu_seconds(*process_tree(server.pid)))
         server.check_alive()
         floor = json.loads(python(env, "-m", "bench.api_seed", "floor", *args, "--repeat", "50"))
         return figures(load, floor["samples"], seeded, plans)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants: `serve --workers N` answers from N child processes."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += parents.get(tree[-1], [])
+    return tree
 
 
 def filter_mixes(scenarios: list[int]) -> list[dict]:
@@ -71,7 +88,8 @@ class Load:
     samples: list[tuple[float, float, str]] = field(default_factory=list)  # (sent, ms, kind)
     errors: list[str] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 0.0)
-    server_cpu: float = 0.0  # seconds the server process used in the window
+    server_cpu: float = 0.0  # seconds the server's processes used in the window
+    client_cpu: float = 0.0  # seconds this process (the 50 clients) used in the window
 
     def go(self, clients: int, warm_up: float, measure: float, probe) -> None:
         start = time.monotonic()
@@ -81,9 +99,10 @@ class Load:
         for thread in threads:
             thread.start()
         time.sleep(max(0.0, self.window[0] - time.monotonic()))
-        cpu = probe()
+        cpu, client_cpu = probe(), time.process_time()
         time.sleep(max(0.0, self.window[1] - time.monotonic()))
         self.server_cpu = probe() - cpu
+        self.client_cpu = time.process_time() - client_cpu
         for thread in threads:
             thread.join(timeout=warm_up + measure + 2 * REQUEST_TIMEOUT)
         if any(thread.is_alive() for thread in threads):
@@ -134,6 +153,8 @@ def figures(load: Load, floor: list[float], seeded: dict, plans: dict) -> list[F
         "requests": len(latencies),
         # Robust to a busy machine, unlike the latencies: what one request costs the server.
         "server_cpu_ms_per_request": load.server_cpu * 1000 / max(len(latencies), 1),
+        # The load generator shares the machine's cores with the server and PostgreSQL.
+        "client_cpu_ms_per_request": load.client_cpu * 1000 / max(len(latencies), 1),
         "by_kind": {
             kind: distribution([took for _, took, k in load.samples if k == kind])
             for kind in ("first page", "next page")

@@ -122,6 +122,19 @@ elif MODE == "distributed":
 else:
     DATABASES = {"default": sqlite_database(VAR_DIR / "cadenza.sqlite3")}
 
+# Web processes (`manage.py serve` sets this in distributed mode) borrow connections from a pool
+# of at most this many. Under ASGI each request runs in a context of its own and a persistent
+# connection stays behind with it: at 50 concurrent clients they piled up to "too many clients".
+# Celery workers keep their persistent connection per thread (0: no pool).
+CADENZA_DB_POOL_SIZE = env_int("CADENZA_DB_POOL_SIZE", 0, minimum=0, maximum=100)
+if CADENZA_DB_POOL_SIZE and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them open
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": CADENZA_DB_POOL_SIZE,
+        "timeout": 10,  # seconds to wait for a free connection before failing the request
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -66,7 +66,8 @@ def token_create(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
 
 def token_authenticate(key: str) -> ApiToken | None:
     token = (
-        ApiToken.objects.select_related("user")
+        # The profile too: the permission checks of every request read it.
+        ApiToken.objects.select_related("user", "user__cadenza_profile")
         .filter(key_hash=ApiToken.hash_key(key), user__is_active=True)
         .first()
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.serializers import as_serializer_error
 
@@ -42,15 +41,11 @@ class ProjectScoped:
             # Not a key at all (a NUL, say, which PostgreSQL refuses in a query): no project.
             if not project_key_validator.regex.match(key):
                 raise Http404("No Project matches the given query.")
-            self._project = get_object_or_404(
-                permissions.for_user(Project.objects.all(), self.request.user, "view"), key=key
-            )
+            self._project = permissions.visible_project(self.request.user, key=key)
         return self._project
 
     def get_queryset(self):
-        path = self.queryset.model.project_path
-        scoped = super().get_queryset().filter(**{path or "pk": self.get_project()})
-        return permissions.for_user(scoped, self.request.user, "view")
+        return permissions.in_project(super().get_queryset(), self.request.user, self.get_project())
 
     def creation_probe(self):
         """An unsaved object of this project, to ask whether the user may create one."""

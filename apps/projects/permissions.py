@@ -63,6 +63,36 @@ def for_user(queryset: QuerySet, user, action: str = "view") -> QuerySet:
     return queryset.filter(**{_project_field(queryset.model): projects})
 
 
+# Set on a Project that visible_project() fetched: the pk of the user who may view it.
+_VIEWABLE_BY = "_cadenza_viewable_by"
+
+
+def visible_project(user, **lookup) -> Project:
+    """The project ``user`` may view (``for_user(…, "view")``), or Http404."""
+    try:
+        project = for_user(Project.objects.all(), user, "view").get(**lookup)
+    except Project.DoesNotExist:
+        raise Http404("No Project matches the given query.") from None
+    project.__dict__[_VIEWABLE_BY] = user.pk
+    return project
+
+
+def in_project(queryset: QuerySet, user, project: Project, action: str = "view") -> QuerySet:
+    """``for_user(queryset, user, action)``, limited to the rows of ``project``.
+
+    Viewing a project's rows takes what viewing the project takes (the reader role, whatever
+    the model and the profile; see ``projects_for``). So when ``visible_project`` fetched
+    ``project`` for this user, the project filter is the permission filter: the same
+    membership subquery is not compiled and planned a second time.
+    """
+    path = _project_field(queryset.model).removesuffix("__in")
+    rows = queryset.filter(**{path: project})
+    _required(queryset.model, action)  # still reject unknown actions
+    if action == "view" and project.__dict__.get(_VIEWABLE_BY, _VIEWABLE_BY) == user.pk:
+        return rows
+    return for_user(rows, user, action)
+
+
 def project_of(obj: Model) -> Project:
     if isinstance(obj, Project):
         return obj

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from apps.reporters.context import expression_names, facts, render, run_context
@@ -21,11 +21,21 @@ from apps.system.encryption import SecretsUnreadable
 log = logging.getLogger(__name__)
 
 
+def _listening(event: str) -> dict:
+    return {"enabled": True, "when__in": [event, Reporter.When.BOTH]}
+
+
+def reporters_listening(event: str) -> Exists:
+    """Whether the outer run's scenario has a reporter for ``event``, as an annotation: the
+    runner learns it in a query it makes anyway, and skips ``reporters_fire`` when not."""
+    return Exists(Reporter.objects.filter(scenario_id=OuterRef("scenario_id"), **_listening(event)))
+
+
 def reporters_fire(run: Run, event: str, *, send_now: bool = False) -> list[Delivery]:
     """Create the deliveries of ``event`` (start/end) for the run's reporters, then queue
     them — or make the first attempt right here (``send_now``; retries are queued)."""
     reporters = Reporter.objects.filter(
-        scenario_id=run.scenario_id, enabled=True, when__in=[event, Reporter.When.BOTH]
+        scenario_id=run.scenario_id, **_listening(event)
     ).select_related("channel")
     if not reporters:
         return []

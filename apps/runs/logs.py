@@ -1,8 +1,10 @@
 """The run log writer: lines are numbered, stored in batches, then published.
 
 One writer per run, in the process executing it. ``write`` may be called from any thread
-(the runner, a sandbox's stdout and stderr readers); a background thread flushes every
-``interval`` seconds, and a full buffer flushes at once.
+(the runner, a sandbox's stdout and stderr readers); one flusher thread per process flushes
+every open writer every ``interval`` seconds, and a full buffer flushes at once. A run that
+ends within the first interval is stored once, by ``close``, and never touches the flusher's
+connection: a trivial run starts no thread of its own.
 
 A line is numbered when it is written, and stays in the buffer until a batch holding it is
 stored: a database outage delays lines (they are retried, in order), it never loses or
@@ -12,6 +14,7 @@ renumbers them.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -29,19 +32,29 @@ CLOSE_TIMEOUT = 60.0  # how long closing waits for the database to store the las
 
 
 class LogWriter:
-    def __init__(self, run_id: int, *, interval: float = 0.05, batch: int = 500):
+    def __init__(
+        self,
+        run_id: int,
+        *,
+        interval: float = 0.05,
+        batch: int = 500,
+        last_seq: int | None = None,
+    ):
+        """``last_seq``: the run's last stored line, when the caller knows it (the runner of
+        a run it just claimed knows there is none); read from the database otherwise."""
         self.run_id, self.interval, self.batch = run_id, interval, batch
-        last = LogLine.objects.filter(run_id=run_id).aggregate(last=Max("seq"))["last"]
-        self._seq = last or 0
+        if last_seq is None:
+            last_seq = LogLine.objects.filter(run_id=run_id).aggregate(last=Max("seq"))["last"]
+        self._seq = last_seq or 0
         self._buffer: list[LogLine] = []
         self._lock = threading.Lock()  # guards _seq and _buffer
         self._flush_lock = threading.Lock()  # keeps batches in seq order
         # After a failed insert the batch may have been stored all the same (the connection
         # broke after the commit): the retry then skips the lines already there.
         self._maybe_stored = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"log-{run_id}", daemon=True)
-        self._thread.start()
+        # The flusher's schedule for this writer: the next flush, the pause after a failure.
+        self._due, self._pause, self._failing = time.monotonic() + interval, interval, False
+        flusher.add(self)
 
     def write(self, message: str, *, level: str = "info", step_run_id: int | None = None) -> None:
         now = timezone.now()
@@ -63,16 +76,17 @@ class LogWriter:
             try:
                 self.flush()
             except DatabaseError:
-                pass  # the lines stay buffered; the background thread keeps retrying
+                pass  # the lines stay buffered; the flusher keeps retrying
 
-    def flush(self) -> None:
-        """Store the buffered lines, then publish them. On a database error the lines go
-        back to the head of the buffer and the error is raised."""
+    def flush(self, *, publish: bool = True) -> list[dict]:
+        """Store the buffered lines, then publish them (unless told not to); return them as
+        messages. On a database error the lines go back to the head of the buffer and the
+        error is raised."""
         with self._flush_lock:
             with self._lock:
                 lines, self._buffer = self._buffer, []
             if not lines:
-                return
+                return []
             try:
                 LogLine.objects.bulk_create(lines, ignore_conflicts=self._maybe_stored)
             except DatabaseError:
@@ -83,16 +97,20 @@ class LogWriter:
                     connection.close()  # a broken connection is never reused: reconnect next time
                 raise
             self._maybe_stored = False
-            publish_log_lines(self.run_id, [line.as_message() for line in lines])
+            messages = [line.as_message() for line in lines]
+            if publish:
+                publish_log_lines(self.run_id, messages)
+            return messages
 
-    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+    def close(self, timeout: float = CLOSE_TIMEOUT, *, publish: bool = True) -> list[dict]:
+        """Store the last lines (retried through a database outage for up to ``timeout``) and
+        return them. ``publish=False`` leaves publishing them to the caller: the runner's
+        final run state makes every viewer read them from the database anyway."""
+        flusher.discard(self)
         deadline, pause = time.monotonic() + timeout, self.interval
         while True:
             try:
-                self.flush()
-                return
+                return self.flush(publish=publish)
             except DatabaseError:
                 if time.monotonic() > deadline:
                     log.error(
@@ -102,27 +120,71 @@ class LogWriter:
                         timeout,
                         exc_info=True,
                     )
-                    return
+                    return []
             time.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_INTERVAL)
 
-    def _loop(self) -> None:
-        pause, failing = self.interval, False
+    def _tick(self, now: float) -> float:
+        """One scheduled flush, from the flusher's thread; returns when the next is due."""
+        if now < self._due:
+            return self._due
         try:
-            while not self._stop.wait(pause):
+            self.flush()
+        except DatabaseError:
+            if not self._failing:
+                log.warning(
+                    "run %s: could not store log lines; retrying", self.run_id, exc_info=True
+                )
+            self._failing, self._pause = True, min(self._pause * 2, RETRY_MAX_INTERVAL)
+        else:
+            if self._failing:
+                log.info("run %s: log lines stored again", self.run_id)
+            self._failing, self._pause = False, self.interval
+        self._due = time.monotonic() + self._pause
+        return self._due
+
+
+class Flusher:
+    """Flushes the open writers of this process from one thread (a thread per run cost a
+    thread start and, for any run longer than one interval, a database connection of its
+    own). The thread holds its connection only while writers are open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pid: int | None = None
+        self._writers: set[LogWriter] = set()
+
+    def add(self, writer: LogWriter) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child (Celery prefork)
+                self._writers = set()
+                threading.Thread(target=self._loop, name="cadenza-log-flusher", daemon=True).start()
+                self._pid = os.getpid()
+            self._writers.add(writer)
+            self._changed.notify()
+
+    def discard(self, writer: LogWriter) -> None:
+        with self._lock:
+            self._writers.discard(writer)
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._writers:
+                    connection.close()  # idle: hold no connection (nor block a DROP DATABASE)
+                    while not self._writers:
+                        self._changed.wait()
+                writers = list(self._writers)
+            now, due = time.monotonic(), []
+            for writer in writers:
                 try:
-                    self.flush()
-                except DatabaseError:
-                    if not failing:
-                        log.warning(
-                            "run %s: could not store log lines; retrying",
-                            self.run_id,
-                            exc_info=True,
-                        )
-                    failing, pause = True, min(pause * 2, RETRY_MAX_INTERVAL)
-                    continue
-                if failing:
-                    log.info("run %s: log lines stored again", self.run_id)
-                failing, pause = False, self.interval
-        finally:
-            connection.close()  # this thread's own connection
+                    due.append(writer._tick(now))
+                except Exception:  # one writer's bug must not stop every run's log
+                    log.exception("run %s: flushing its log failed", writer.run_id)
+                    due.append(now + writer.interval)
+            with self._lock:
+                self._changed.wait(max(min(due) - time.monotonic(), 0.001))
+
+
+flusher = Flusher()

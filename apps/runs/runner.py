@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from apps.runs.events import publish_run_state
+from apps.runs.events import publish_log_lines, publish_run_state
 from apps.runs.logs import LogWriter
 from apps.runs.models import Run, RunStatus, StepRun
 from apps.runs.services import run_claim, run_finish
@@ -52,30 +52,46 @@ def run_execute(run_id: int) -> None:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     if not run_claim(run_id, worker):
         return
-    run = Run.objects.select_related("scenario", "project", "run_as").get(pk=run_id)
+    run = _claimed_run(run_id)
     publish_run_state(run)
     runner = Runner(run)
-    status, message = RunStatus.FAILED, "Internal error"
+    status, message, walked = RunStatus.FAILED, "Internal error", False
     try:
         status, message = runner.execute()
+        walked = True  # every step run has its final state
     except Exception as error:  # the run must end, whatever happened
         log.exception("run %s crashed", run_id)
         runner.log(f"Internal error: {error}", level="error")
         message = f"Internal error: {type(error).__name__}: {error}"
     finally:
-        runner.close()
-        _finish(run_id, status, message, runner.scenario_variables)
+        last_lines = runner.close()
+        ended = _finish(run_id, status, message, runner.scenario_variables, walked)
+        if last_lines and not ended:  # no final state went out to make viewers read them
+            publish_log_lines(run_id, last_lines)
 
 
-def _finish(run_id: int, status: str, message: str, variables: dict) -> None:
+def _claimed_run(run_id: int) -> Run:
+    """The run with what the runner reads of it, in one query: its scenario, project and
+    run-as user, and whether start reporters listen (mostly not: then none is looked up)."""
+    from apps.reporters.services import reporters_listening
+
+    run = (
+        Run.objects.select_related("scenario", "project", "run_as")
+        .annotate(start_reporters=reporters_listening("start"))
+        .get(pk=run_id)
+    )
+    run.scenario.project = run.project  # the scenario's name reads it: not a second load
+    return run
+
+
+def _finish(run_id: int, status: str, message: str, variables: dict, walked: bool) -> bool:
     """``run_finish``, retried through a database outage: a run whose connection broke must
     still end with its real outcome, not wait for the reaper's "worker lost"."""
     deadline, pause = time.monotonic() + FINISH_TIMEOUT, 0.1
     while True:
         _check_connection()
         try:
-            run_finish(run_id, status, message, variables=variables)
-            return
+            return run_finish(run_id, status, message, variables=variables, steps_recorded=walked)
         except DatabaseError:
             if time.monotonic() > deadline:
                 raise  # the heartbeat has stopped: the reaper ends the run
@@ -88,7 +104,7 @@ class Runner:
     def __init__(self, run: Run):
         self.run, self.scenario, self.project = run, run.scenario, run.project
         self.user = run.run_as
-        self.writer = LogWriter(run.pk)
+        self.writer = LogWriter(run.pk, last_seq=0)  # claimed just now: nobody logged yet
         self.abort = threading.Event()
         self.timed_out = False
         self.outcome = "success"
@@ -99,9 +115,8 @@ class Runner:
         self.position = 0
         timeout = run.definition["scenario"].get("run_timeout_seconds")
         self.deadline = run.started_at + timedelta(seconds=timeout) if timeout else None
-        self._watching = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name=f"run-{run.pk}", daemon=True)
-        self._watcher.start()
+        self.last_beat = run.heartbeat_at or timezone.now()
+        watcher.add(self)
 
     # -- the walk ------------------------------------------------------------------------------
 
@@ -127,6 +142,8 @@ class Runner:
         """Start reporters go out before the first step: their first attempt is made here."""
         from apps.reporters.services import reporters_fire
 
+        if not self.run.start_reporters:
+            return
         try:
             for delivery in reporters_fire(self.run, "start", send_now=True):
                 self.log(f"Start message via {delivery.channel.name}: {delivery.status}")
@@ -334,50 +351,95 @@ class Runner:
     def log(self, message: str, *, level: str = "info", step_run: StepRun | None = None) -> None:
         self.writer.write(message, level=level, step_run_id=step_run.pk if step_run else None)
 
-    def _watch(self) -> None:
-        """Heartbeat; notice abort requests and the run timeout within a fraction of a second.
-
-        A database outage pauses the heartbeat, never ends it: the watcher reconnects and
-        goes on, or the live run would be reaped as "worker lost" after any restart.
-        """
-        last_beat, failing = timezone.now(), False
-        try:
-            while not self._watching.wait(settings.CADENZA_ABORT_POLL_SECONDS):
-                try:
-                    last_beat = self._watch_once(last_beat)
-                except DatabaseError:
-                    if not failing:
-                        log.warning(
-                            "run %s: heartbeat failed; retrying", self.run.pk, exc_info=True
-                        )
-                    failing = True
-                    connection.close()
-                    continue
-                failing = False
-        finally:
-            connection.close()
-
-    def _watch_once(self, last_beat):
-        now = timezone.now()
-        if (now - last_beat).total_seconds() >= settings.CADENZA_RUN_HEARTBEAT_SECONDS:
-            Run.objects.filter(pk=self.run.pk).update(heartbeat_at=now)
-            last_beat = now
-        requested = (
-            Run.objects.filter(pk=self.run.pk).values_list("abort_requested_at", flat=True).first()
-        )
-        if requested and not self.abort.is_set():
+    def notice(self, abort_requested: bool, now) -> None:
+        """The watcher's news: stop on an abort request or when the run's time is up."""
+        if abort_requested and not self.abort.is_set():
             self.log("Abort requested: stopping", level="warning")
             self.abort.set()
         if self.deadline and now >= self.deadline and not self.timed_out:
             self.log("The run timed out: stopping", level="error")
             self.timed_out = True
             self.abort.set()
-        return last_beat
 
-    def close(self) -> None:
-        self._watching.set()
-        self._watcher.join(timeout=5)
-        self.writer.close()
+    def close(self) -> list[dict]:
+        """Stop watching and store the last log lines; they are returned unpublished: the
+        final run state, published next, makes every viewer read them from the database."""
+        watcher.discard(self)
+        return self.writer.close(publish=False)
+
+
+class Watcher:
+    """Heartbeats, abort requests and run timeouts for every run this process executes, from
+    one thread: one query per poll for all of them, where a thread per run cost a thread
+    start and, for any run longer than a poll, a database connection of its own.
+
+    A database outage pauses the heartbeat, never ends it: the watcher reconnects and goes
+    on, or the live runs would be reaped as "worker lost" after any restart.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._pid: int | None = None
+        self._runners: set[Runner] = set()
+
+    def add(self, runner: Runner) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child (Celery prefork)
+                self._runners = set()
+                threading.Thread(target=self._loop, name="cadenza-run-watcher", daemon=True).start()
+                self._pid = os.getpid()
+            if not self._runners:
+                self._changed.notify()  # wake the idle watcher; a busy one polls on its own
+            self._runners.add(runner)
+
+    def discard(self, runner: Runner) -> None:
+        with self._lock:
+            self._runners.discard(runner)
+
+    def _loop(self) -> None:
+        failing = False
+        while True:
+            with self._lock:
+                if not self._runners:
+                    connection.close()  # idle: hold no connection (nor block a DROP DATABASE)
+                    while not self._runners:
+                        self._changed.wait()
+            time.sleep(settings.CADENZA_ABORT_POLL_SECONDS)
+            with self._lock:
+                runners = list(self._runners)
+            try:
+                self._watch(runners)
+            except DatabaseError:
+                if not failing:
+                    ids = [runner.run.pk for runner in runners]
+                    log.warning("runs %s: heartbeat failed; retrying", ids, exc_info=True)
+                failing = True
+                connection.close()
+                continue
+            except Exception:  # a bug here must not stop watching every run
+                log.exception("watching runs failed")
+            failing = False
+
+    def _watch(self, runners: list[Runner]) -> None:
+        if not runners:
+            return
+        now, period = timezone.now(), settings.CADENZA_RUN_HEARTBEAT_SECONDS
+        beat = [r for r in runners if (now - r.last_beat).total_seconds() >= period]
+        if beat:
+            Run.objects.filter(pk__in=[r.run.pk for r in beat]).update(heartbeat_at=now)
+            for runner in beat:
+                runner.last_beat = now
+        requested = set(
+            Run.objects.filter(
+                pk__in=[r.run.pk for r in runners], abort_requested_at__isnull=False
+            ).values_list("pk", flat=True)
+        )
+        for runner in runners:
+            runner.notice(runner.run.pk in requested, now)
+
+
+watcher = Watcher()
 
 
 def _check_connection() -> None:

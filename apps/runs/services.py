@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
@@ -274,10 +274,13 @@ def run_finish(
     *,
     variables=None,
     only_from: tuple[str, ...] = ACTIVE_STATUSES,
+    steps_recorded: bool = False,
 ) -> bool:
     """Record the end of a run once (whoever ends it: runner, reaper, abort of a queued run).
 
-    Does nothing unless the run's status, read under a row lock, is one of ``only_from``.
+    Does nothing unless the run's status is one of ``only_from``: a conditional update, so
+    exactly one caller ends it. ``steps_recorded``: the caller (the runner, after a normal
+    walk) has given every step run its final state, so none is left to close here.
     """
     assert status in FINAL_STATUSES, status
     now = timezone.now()
@@ -285,20 +288,36 @@ def run_finish(
     if variables is not None:
         fields["variables"] = variables
     with transaction.atomic():
-        run = Run.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status not in only_from:
+        if not Run.objects.filter(pk=run_id, status__in=only_from).update(**fields):
             return False
-        Run.objects.filter(pk=run_id).update(**fields)
-        StepRun.objects.filter(run_id=run_id, status__in=["pending", "running"]).update(
-            status="aborted" if status == RunStatus.ABORTED else "failed",
-            finished_at=now,
-            error=message,
-        )
-        _promote_waiting(run.scenario_id)
-    run.refresh_from_db()
+        run = _ended_run(run_id)
+        if not steps_recorded:
+            StepRun.objects.filter(run_id=run_id, status__in=["pending", "running"]).update(
+                status="aborted" if status == RunStatus.ABORTED else "failed",
+                finished_at=now,
+                error=message,
+            )
+        if run.waiting_id is not None:
+            _promote_waiting(run.waiting_id)
     publish_run_state(run)
     _report_end(run)
     return True
+
+
+def _ended_run(run_id: int) -> Run:
+    """The ended run, with what its end depends on read in the same query: the run waiting
+    for its lane, whether end reporters or after-scenario triggers listen (mostly none)."""
+    from apps.reporters.services import reporters_listening
+    from apps.triggers.selectors import after_scenario_watchers
+
+    waiting = Run.objects.filter(
+        scenario_id=OuterRef("scenario_id"), lane=WAITING_LANE, status=RunStatus.QUEUED
+    )
+    return Run.objects.annotate(
+        waiting_id=Subquery(waiting.values("pk")[:1]),
+        end_reporters=reporters_listening("end"),
+        followers=after_scenario_watchers(),
+    ).get(pk=run_id)
 
 
 def _report_end(run: Run) -> None:
@@ -306,29 +325,28 @@ def _report_end(run: Run) -> None:
     from apps.reporters.services import reporters_fire
 
     try:
-        reporters_fire(run, "end")
+        if run.end_reporters:
+            reporters_fire(run, "end")
     except Exception:  # a reporter never changes how a run ended
         log.exception("end reporters of run %s failed", run.pk)
     from apps.triggers.services import triggers_after_run
 
     try:
-        triggers_after_run(run)
+        if run.followers:
+            triggers_after_run(run)
     except Exception:  # nor does a downstream trigger
         log.exception("after-scenario triggers of run %s failed", run.pk)
 
 
-def _promote_waiting(scenario_id: int) -> None:
-    waiting = Run.objects.filter(
-        scenario_id=scenario_id, lane=WAITING_LANE, status=RunStatus.QUEUED
-    ).first()
-    if waiting is None:
-        return
+def _promote_waiting(waiting_id: int) -> None:
+    waiting = Run.objects.filter(pk=waiting_id, lane=WAITING_LANE, status=RunStatus.QUEUED)
     try:
         with transaction.atomic():
-            Run.objects.filter(pk=waiting.pk).update(lane="0")
+            if not waiting.update(lane="0"):
+                return  # ended or promoted meanwhile
     except IntegrityError:
         return  # another run took the lane first; this one is promoted when that one ends
-    transaction.on_commit(lambda: run_dispatch(waiting.pk))
+    transaction.on_commit(lambda: run_dispatch(waiting_id))
 
 
 def run_abort(run: Run, *, user=None) -> Run:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from functools import cache
 
+from django.db.models import CharField, Exists, OuterRef
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from rest_framework import serializers
 
 from apps.scenarios.steps.catalogue import describe_params
@@ -78,3 +81,16 @@ def trigger_schedule(trigger: Trigger) -> dict | None:
 def trigger_evaluations(trigger: Trigger):
     """Why it did or did not fire, newest first."""
     return TriggerEvaluation.objects.filter(trigger=trigger).select_related("run")
+
+
+def after_scenario_watchers() -> Exists:
+    """Whether an enabled after-scenario trigger watches the outer run's scenario, as an
+    annotation: a run's end reads it with the run, and calls ``triggers_after_run`` (which
+    applies every other condition) only when there is one. ``params.scenario`` is compared
+    as text, the one form PostgreSQL and SQLite agree on."""
+    watched = Cast(KT("params__scenario"), CharField())
+    return Exists(
+        Trigger.objects.filter(kind="after_scenario", enabled=True)
+        .alias(watched=watched)
+        .filter(watched=Cast(OuterRef("scenario_id"), CharField()))
+    )

@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+# Connections a web process may hold: one thread serves its sync views, a few more cover
+# WebSocket consumers' database calls. N processes hold at most N times this.
+WEB_DB_POOL_SIZE = 4
 
 
 class Command(BaseCommand):
@@ -32,12 +38,17 @@ class Command(BaseCommand):
             serve(host=host, port=port, concurrency=concurrency)
         else:
             import uvicorn
+            from uvicorn.supervisors import Multiprocess
 
             from apps.system.log_format import uvicorn_log_config
 
+            # The web processes read their settings afresh: they pool their database
+            # connections (config/settings.py, CADENZA_DB_POOL_SIZE).
+            os.environ.setdefault("CADENZA_DB_POOL_SIZE", str(WEB_DB_POOL_SIZE))
             # Django runs sync views on one thread per process (asgiref's thread-sensitive
             # mode): the API's throughput comes from processes, one per core by default.
-            uvicorn.run(
+            # Always under the supervisor, even for one: it restarts a process that died.
+            config = uvicorn.Config(
                 "config.asgi:application",
                 host=host,
                 port=port,
@@ -45,3 +56,4 @@ class Command(BaseCommand):
                 lifespan="off",
                 log_config=uvicorn_log_config(),
             )
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
