@@ -46,6 +46,7 @@ SCRIPT_STEP = {
     "retry_backoff": 1.0,
 }
 FINISH_TIMEOUT = 60.0  # seconds the runner keeps trying to record the end through a DB outage
+IDLE_CHECK = 1.0  # seconds of a step after which the runner checks its connection
 
 
 def run_execute(run_id: int) -> None:
@@ -89,7 +90,6 @@ def _finish(run_id: int, status: str, message: str, variables: dict, walked: boo
     still end with its real outcome, not wait for the reaper's "worker lost"."""
     deadline, pause = time.monotonic() + FINISH_TIMEOUT, 0.1
     while True:
-        _check_connection()
         try:
             return run_finish(run_id, status, message, variables=variables, steps_recorded=walked)
         except DatabaseError:
@@ -98,12 +98,14 @@ def _finish(run_id: int, status: str, message: str, variables: dict, walked: boo
             log.warning("run %s: could not record its end; retrying", run_id, exc_info=True)
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
+        _check_connection()
 
 
 class Runner:
     def __init__(self, run: Run):
         self.run, self.scenario, self.project = run, run.scenario, run.project
         self.user = run.run_as
+        self.thread = threading.current_thread()
         self.writer = LogWriter(run.pk, last_seq=0)  # claimed just now: nobody logged yet
         self.abort = threading.Event()
         self.timed_out = False
@@ -214,7 +216,8 @@ class Runner:
         delay = float(step.get("retry_delay_seconds") or 0)
         attempts = int(step.get("retries") or 0) + 1
         for attempt in range(1, attempts + 1):
-            _check_connection()
+            if attempt > 1 or threading.current_thread() is not self.thread:
+                _check_connection()  # after a retry delay; a nested step's thread
             step_run = StepRun.objects.create(
                 run=self.run,
                 position=position,
@@ -227,8 +230,10 @@ class Runner:
             )
             suffix = f" (attempt {attempt}/{attempts})" if attempts > 1 else ""
             self.log(f"Step {step['name']!r} started{suffix}", step_run=step_run)
+            began = time.monotonic()
             result = self._execute(step, step_run)
-            _check_connection()
+            if time.monotonic() - began >= IDLE_CHECK:
+                _check_connection()
             status = self._apply_policies(step, result.status)
             self._save(step_run, status, result)
             if status != "failed" or attempt == attempts or self.abort.is_set():
@@ -308,7 +313,6 @@ class Runner:
         self.log(f"Step {step_run.name!r} {status}{detail}", level=level, step_run=step_run)
 
     def _record_skip(self, position: int, step: dict, why: str, status: str = "skipped"):
-        _check_connection()
         now = timezone.now()
         step_run = StepRun.objects.create(
             run=self.run,
@@ -443,10 +447,11 @@ watcher = Watcher()
 
 
 def _check_connection() -> None:
-    """Where the runner resumes its own writes (a step may have outlived a database restart),
-    drop a broken connection: Django reuses a thread's connection unchecked until
-    ``close_old_connections``, which Celery calls per task, not per step. With
-    CONN_HEALTH_CHECKS this costs one ``SELECT 1``. Inside a transaction (an in-process
-    test) the connection is not ours to drop."""
+    """Where the runner resumes its own writes after a while (a step may have outlived a
+    database restart), drop a broken connection: Django reuses a thread's connection
+    unchecked until ``close_old_connections``, which Celery calls per task, not per step.
+    With CONN_HEALTH_CHECKS this costs one ``SELECT 1``, so it is not paid after a step of a
+    few milliseconds: a restart then is as (un)likely as between any two statements. Inside a
+    transaction (an in-process test) the connection is not ours to drop."""
     if not connection.in_atomic_block:
         connection.close_if_unusable_or_obsolete()

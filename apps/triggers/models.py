@@ -11,7 +11,11 @@ class Trigger(models.Model):
         SKIP = "skip", "Skip missed slots"
         ONCE = "once", "Run once for missed slots"
 
-    scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="triggers")
+    # Indexes are few and partial on purpose: every check rewrites the row (next_check_at),
+    # and each index is one more write per trigger per check. (scenario, name) is unique.
+    scenario = models.ForeignKey(
+        Scenario, on_delete=models.CASCADE, related_name="triggers", db_index=False
+    )
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20)
     enabled = models.BooleanField(default=True)
@@ -23,10 +27,20 @@ class Trigger(models.Model):
     catch_up = models.CharField(max_length=4, choices=CatchUp.choices, default=CatchUp.SKIP)
     # Time-based triggers: the schedule lives in django-celery-beat's tables.
     crontab = models.ForeignKey(
-        CrontabSchedule, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        CrontabSchedule,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     interval = models.ForeignKey(
-        IntervalSchedule, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        IntervalSchedule,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     state = models.JSONField(default=dict, blank=True, editable=False)
     next_check_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -43,6 +57,16 @@ class Trigger(models.Model):
             models.UniqueConstraint(fields=["scenario", "name"], name="trigger_unique_name")
         ]
         indexes = [
+            models.Index(
+                fields=["crontab"],
+                name="trigger_crontab",
+                condition=models.Q(crontab__isnull=False),
+            ),
+            models.Index(
+                fields=["interval"],
+                name="trigger_interval",
+                condition=models.Q(interval__isnull=False),
+            ),
             models.Index(
                 fields=["next_fire_at"],
                 name="trigger_due_fire",
@@ -91,12 +115,21 @@ class TriggerEvaluation(models.Model):
         SUSPENDED = "suspended", "Suspended (license)"
         ERROR = "error", "Error"
 
-    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="evaluations")
+    # A cycle writes one row per trigger: (trigger, -at) serves the FK too, and the run
+    # index holds only the rows that have a run.
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.CASCADE, related_name="evaluations", db_index=False
+    )
     at = models.DateTimeField(auto_now_add=True)
     result = models.CharField(max_length=10, choices=Result.choices)
     message = models.TextField(blank=True)
     run = models.ForeignKey(
-        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "runs.Run",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
 
     project_path = "trigger__scenario__project"
@@ -104,6 +137,9 @@ class TriggerEvaluation(models.Model):
     class Meta:
         ordering = ["-at", "-id"]
         indexes = [
+            models.Index(
+                fields=["run"], name="trigger_eval_run", condition=models.Q(run__isnull=False)
+            ),
             models.Index(fields=["trigger", "-at"], name="trigger_eval_recent"),
             # /metrics counts the last window by result; retention deletes by age.
             models.Index(fields=["at"], name="trigger_eval_at"),

@@ -40,6 +40,7 @@ class DatasetChange(TriggerKind):
 
     def __init__(self):
         self._prints: dict[int, str] = {}  # dataset id → fingerprint, read once per tick
+        self._wholes: dict[tuple, str] = {}
 
     def prefetch(self, triggers):
         from apps.flow.models import Dataset
@@ -89,8 +90,11 @@ class DatasetChange(TriggerKind):
                 f"changed so far: {', '.join(changed) or 'none'}",
                 state={**trigger.state, "fired_each": fired_before},
             )
+        key = tuple(prints.items())  # many triggers watch the same datasets: hash once
+        if key not in self._wholes:
+            self._wholes[key] = fingerprint(prints)
         result, state = changed_with_grace(
-            trigger.state, fingerprint(prints), now, trigger.grace_seconds
+            trigger.state, self._wholes[key], now, trigger.grace_seconds
         )
         if result == "fired":
             state["fired_each"] = prints
