@@ -41,6 +41,7 @@ class DatasetChange(TriggerKind):
     def __init__(self):
         self._prints: dict[int, str] = {}  # dataset id → fingerprint, read once per tick
         self._wholes: dict[tuple, str] = {}
+        self._datasets: dict[tuple, object] = {}  # (project id, name) → dataset
 
     def prefetch(self, triggers):
         from apps.flow.models import Dataset
@@ -54,12 +55,17 @@ class DatasetChange(TriggerKind):
             project_of.update(
                 Scenario.objects.filter(pk__in=unknown).values_list("pk", "project_id")
             )
-        found = {
-            (d.project_id, d.name): d
-            for d in Dataset.objects.select_related("connection").filter(
-                project_id__in=set(project_of.values()), name__in=names
-            )
+        wanted = {
+            (project_of.get(t.scenario_id), name) for t in triggers for name in t.params["datasets"]
         }
+        if wanted - self._datasets.keys():  # loaded once per tick, for all its batches
+            self._datasets.update(
+                ((d.project_id, d.name), d)
+                for d in Dataset.objects.select_related("connection").filter(
+                    project_id__in={project for project, _ in wanted}, name__in=names
+                )
+            )
+        found = self._datasets
         for trigger in triggers:
             project = project_of.get(trigger.scenario_id)
             keys = [(project, name) for name in trigger.params["datasets"]]
