@@ -50,7 +50,10 @@ def run() -> list[Figure]:
                                   "--token", seeded["token"]))  # fmt: skip
         server, url = serve(stack, env)
         load = Load(url, seeded["project"], seeded["token"], mixes)
-        load.go(CLIENTS, WARM_UP, MEASURE, probe=lambda: cpu_seconds(*process_tree(server.pid)))
+        postmaster = int((postgres.root / "pgdata" / "postmaster.pid").read_text().split()[0])
+        probes = (server.pid, postmaster)  # the web processes, PostgreSQL's backends
+        load.go(CLIENTS, WARM_UP, MEASURE,
+                probe=lambda: [cpu_seconds(*process_tree(pid)) for pid in probes])  # fmt: skip
         server.check_alive()
         floor = json.loads(python(env, "-m", "bench.api_seed", "floor", *args, "--repeat", "50"))
         return figures(load, floor["samples"], seeded, plans)
@@ -89,6 +92,7 @@ class Load:
     errors: list[str] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 0.0)
     server_cpu: float = 0.0  # seconds the server's processes used in the window
+    postgres_cpu: float = 0.0  # seconds PostgreSQL's processes used in the window
     client_cpu: float = 0.0  # seconds this process (the 50 clients) used in the window
 
     def go(self, clients: int, warm_up: float, measure: float, probe) -> None:
@@ -99,9 +103,10 @@ class Load:
         for thread in threads:
             thread.start()
         time.sleep(max(0.0, self.window[0] - time.monotonic()))
-        cpu, client_cpu = probe(), time.process_time()
+        (server, postgres), client_cpu = probe(), time.process_time()
         time.sleep(max(0.0, self.window[1] - time.monotonic()))
-        self.server_cpu = probe() - cpu
+        server_after, postgres_after = probe()
+        self.server_cpu, self.postgres_cpu = server_after - server, postgres_after - postgres
         self.client_cpu = time.process_time() - client_cpu
         for thread in threads:
             thread.join(timeout=warm_up + measure + 2 * REQUEST_TIMEOUT)
@@ -153,7 +158,8 @@ def figures(load: Load, floor: list[float], seeded: dict, plans: dict) -> list[F
         "requests": len(latencies),
         # Robust to a busy machine, unlike the latencies: what one request costs the server.
         "server_cpu_ms_per_request": load.server_cpu * 1000 / max(len(latencies), 1),
-        # The load generator shares the machine's cores with the server and PostgreSQL.
+        # The load generator and PostgreSQL share the machine's cores with the server.
+        "postgres_cpu_ms_per_request": load.postgres_cpu * 1000 / max(len(latencies), 1),
         "client_cpu_ms_per_request": load.client_cpu * 1000 / max(len(latencies), 1),
         "by_kind": {
             kind: distribution([took for _, took, k in load.samples if k == kind])

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from apps.system.log_format import logging_config
 from config.env import (
@@ -247,6 +248,22 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Two queues. "cadenza.system" carries the small, time-critical system tasks (the trigger
+# tick, sweeps, heartbeats, health pings); "celery" the runs and deliveries. Every worker
+# consumes both, the system queue first (Redis: "sorted" order, and "cadenza.system" sorts
+# before "celery"), so a backlog of runs never holds up the tick that created it.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("cadenza.system"), Queue("celery"))
+CELERY_TASK_ROUTES = {
+    name: {"queue": "cadenza.system"}
+    for name in (
+        "triggers.tick",
+        "runs.sweep",
+        "reporters.sweep",
+        "system.heartbeat",
+        "system.ping",
+    )
+}
 # Survives a broker restart while a task is unacknowledged (see the class).
 CELERY_WORKER_CONSUMER = "config.celery:Consumer"
 CELERY_TIMEZONE = TIME_ZONE
@@ -262,7 +279,10 @@ CELERY_BEAT_SCHEDULE = {
 if MODE == "distributed":
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": 3600,
+        "queue_order_strategy": "sorted",  # the system queue first (see CELERY_TASK_QUEUES)
+    }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

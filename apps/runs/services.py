@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -13,7 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
@@ -307,6 +308,12 @@ def run_finish(
 def _ended_run(run_id: int) -> Run:
     """The ended run, with what its end depends on read in the same query: the run waiting
     for its lane, whether end reporters or after-scenario triggers listen (mostly none)."""
+    return _ended_runs().get(pk=run_id)
+
+
+@functools.cache
+def _ended_runs() -> QuerySet[Run]:
+    # Built once per process: building the subqueries cost more CPU than running them.
     from apps.reporters.services import reporters_listening
     from apps.triggers.selectors import after_scenario_watchers
 
@@ -317,7 +324,7 @@ def _ended_run(run_id: int) -> Run:
         waiting_id=Subquery(waiting.values("pk")[:1]),
         end_reporters=reporters_listening("end"),
         followers=after_scenario_watchers(),
-    ).get(pk=run_id)
+    )
 
 
 def _report_end(run: Run) -> None:

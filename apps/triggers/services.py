@@ -173,7 +173,7 @@ def _claim(queryset, field: str, now: datetime) -> list[Trigger]:
 
 
 def _claim_checks(polled, now: datetime) -> list[Trigger]:
-    """Claim a batch of due checks and move each on by its interval. On PostgreSQL this is
+    """Claim a batch of due checks and move each on (``_next_check``). On PostgreSQL this is
     one statement (UPDATE … RETURNING over a SKIP LOCKED subquery): the trigger ids never
     travel as a 500-item IN list, whose client-side quoting cost more than the query."""
     if connection.vendor != "postgresql":
@@ -189,11 +189,12 @@ def _claim_checks(polled, now: datetime) -> list[Trigger]:
     scenarios = connection.ops.quote_name(Trigger.scenario.field.related_model._meta.db_table)
     runs = connection.ops.quote_name(Run._meta.db_table)
     columns = ", ".join(f"t.{column}" for column in CHECK_COLUMNS)
+    step = "t.check_interval_seconds * interval '1 second'"
     with transaction.atomic():  # one statement; Django compiles FOR UPDATE only inside one
         inner, params = due.query.sql_with_params()
         sql = (
-            f"UPDATE {table} AS t SET next_check_at = %s + t.check_interval_seconds * "
-            f"interval '1 second' FROM {scenarios} AS s WHERE s.id = t.scenario_id AND "
+            f"UPDATE {table} AS t SET next_check_at = GREATEST(t.next_check_at + {step}, "
+            f"%s + {step} / 2) FROM {scenarios} AS s WHERE s.id = t.scenario_id AND "
             f"t.id IN ({inner}) RETURNING {columns}, s.project_id AS scenario_project_id, "
             f"EXISTS (SELECT 1 FROM {runs} AS r WHERE r.scenario_id = t.scenario_id AND "
             "r.lane IS NOT NULL) AS scenario_busy"
@@ -204,9 +205,17 @@ def _claim_checks(polled, now: datetime) -> list[Trigger]:
 def _advance(trigger: Trigger, field: str, now: datetime) -> None:
     trigger._slot = getattr(trigger, field)
     if field == "next_check_at":
-        trigger.next_check_at = now + timedelta(seconds=trigger.check_interval_seconds)
+        trigger.next_check_at = _next_check(trigger._slot, trigger.check_interval_seconds, now)
         return
     trigger.next_fire_at = get_kind("time")().next_fire(trigger, max(now, trigger._slot))
+
+
+def _next_check(due: datetime, interval: int, now: datetime) -> datetime:
+    """The next check, on the trigger's own beat: due + interval, so that ticks' jitter
+    does not stretch a 1 s interval to 2 s. A trigger far behind (a long cycle) is not made
+    due again at once: at least half an interval from now. (The claim's SQL says the same.)"""
+    step = timedelta(seconds=interval)
+    return max(due + step, now + step / 2)
 
 
 def _active(kind_filter: dict):

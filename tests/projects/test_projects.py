@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
+from django.http import Http404
 
 from apps.accounts.models import ProfileKind
 from apps.projects import permissions
 from apps.projects.models import Membership, Project, Role
+from apps.scenarios.models import Scenario
 from tests.conftest import make_user
 
 
@@ -124,6 +126,25 @@ def test_inactive_users_see_nothing(cast, project):
     owner.save()
     assert not permissions.for_user(Project.objects.all(), owner, "view").exists()
     assert not permissions.can(owner, "view", project)
+
+
+def test_rows_of_a_visible_project_are_filtered_once(cast, make_scenario, other_project):
+    """in_project: for a project visible_project() fetched for this user, the project filter
+    is the permission filter; for any other project (or action) the full check applies."""
+    reader, outsider = cast["reader"], cast["outsider"]
+    scenario = make_scenario()
+    visible = permissions.visible_project(reader, key="SALES")
+    scoped = permissions.in_project(Scenario.objects.all(), reader, visible)
+    assert "projects_membership" not in str(scoped.query)
+    assert list(scoped) == [scenario]
+    # Fetched without visible_project, or for another user, or to change: checked in full.
+    for user, other in [(reader, other_project), (outsider, visible)]:
+        assert not permissions.in_project(Scenario.objects.all(), user, other).exists()
+    assert not permissions.in_project(Scenario.objects.all(), reader, visible, "change").exists()
+    with pytest.raises(Http404):
+        permissions.visible_project(outsider, key="SALES")
+    with pytest.raises(ValueError):
+        permissions.in_project(Scenario.objects.all(), reader, visible, "fly")
 
 
 def test_unknown_action_is_a_programming_error(cast, project):

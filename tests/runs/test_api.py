@@ -8,7 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.test import APIClient
 
+from apps.accounts.services import token_create
 from apps.runs.models import LogLine, Run, StepRun
 from apps.runs.services import run_start
 
@@ -99,6 +101,24 @@ def test_runs_list_queries_do_not_grow_with_runs(cast, api, make_scenario):
         return len(queries)
 
     assert list_queries(2) == list_queries(7)
+
+
+def test_runs_list_with_a_token_is_three_queries(cast, make_scenario):
+    """The token (with its user and profile), the project the reader may view, the page: the
+    permission subquery is asked once, not again for the runs of a project already checked."""
+    scenario = make_scenario()
+    for number in range(1, 4):
+        make_run(scenario, number, started_by=cast["operator"], run_as=cast["owner"])
+    _, key = token_create(user=cast["reader"], name="ci")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    client.get(RUNS)  # the first use notes the token's last_used_at
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(RUNS, {"status": "success"})
+    assert [run["number"] for run in response.json()["results"]] == [3, 2, 1]
+    tables = [query["sql"].split(" FROM ", 1)[1].split()[0] for query in queries]
+    assert tables == ['"accounts_apitoken"', '"projects_project"', '"runs_run"']
+    assert sum("projects_membership" in query["sql"] for query in queries) == 1
 
 
 def test_run_detail_has_step_runs(cast, api, make_scenario):

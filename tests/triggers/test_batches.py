@@ -196,3 +196,33 @@ def test_a_check_of_a_busy_scenario_is_skipped_and_says_so(
     )
     assert results[triggers[0].pk] == "The scenario is running."
     assert results[triggers[1].pk] != "The scenario is running."
+
+
+def test_a_one_second_check_is_made_every_tick_despite_jitter(
+    make_scenario, make_trigger, files_connection, edition
+):
+    """Ticks come every second, a few ms early or late: a check moved on from the tick's
+    own time would be due a few ms after the next tick, and run every other second."""
+    edition("team")
+    (Path(files_connection.config["root"]) / "inbox").mkdir()
+    scenario = make_scenario()
+    Dataset.objects.create(
+        project=scenario.project,
+        name="inbox",
+        connection=files_connection,
+        format="csv",
+        path="inbox",
+    )
+    trigger = make_trigger(
+        scenario, "dataset_change", {"datasets": ["inbox"]}, check_interval_seconds=1
+    )
+    due = timezone.now() + timedelta(seconds=5)
+    Trigger.objects.filter(pk=trigger.pk).update(next_check_at=due)
+    ticks = [due + timedelta(seconds=s) for s in (0.05, 1.01, 1.99, 3.0, 3.98)]
+    checked = [triggers_tick(now=moment)["checks"] for moment in ticks]
+    # 1.01: due at +1 (its own beat), checked. 1.99: not yet due (+2). 3.0: a tick was
+    # missed, so the check is late: the next one is half an interval away (+3.5), not due
+    # at once; 3.98 makes it.
+    assert checked == [1, 1, 0, 1, 1]
+    trigger.refresh_from_db()
+    assert trigger.next_check_at == due + timedelta(seconds=4.5)
