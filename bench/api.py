@@ -51,9 +51,10 @@ def run() -> list[Figure]:
         server, url = serve(stack, env)
         load = Load(url, seeded["project"], seeded["token"], mixes)
         postmaster = int((postgres.root / "pgdata" / "postmaster.pid").read_text().split()[0])
-        probes = (server.pid, postmaster)  # the web processes, PostgreSQL's backends
-        load.go(CLIENTS, WARM_UP, MEASURE,
-                probe=lambda: [cpu_seconds(*process_tree(pid)) for pid in probes])  # fmt: skip
+        load.go(CLIENTS, WARM_UP, MEASURE, probe=lambda: (
+            {pid: cpu_seconds(pid) for pid in process_tree(server.pid)},  # each web process
+            cpu_seconds(*process_tree(postmaster)),  # PostgreSQL's backends
+        ))  # fmt: skip
         server.check_alive()
         floor = json.loads(python(env, "-m", "bench.api_seed", "floor", *args, "--repeat", "50"))
         return figures(load, floor["samples"], seeded, plans)
@@ -91,7 +92,7 @@ class Load:
     samples: list[tuple[float, float, str]] = field(default_factory=list)  # (sent, ms, kind)
     errors: list[str] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 0.0)
-    server_cpu: float = 0.0  # seconds the server's processes used in the window
+    server_cpu: dict[int, float] = field(default_factory=dict)  # seconds in the window, by pid
     postgres_cpu: float = 0.0  # seconds PostgreSQL's processes used in the window
     client_cpu: float = 0.0  # seconds this process (the 50 clients) used in the window
 
@@ -106,7 +107,8 @@ class Load:
         (server, postgres), client_cpu = probe(), time.process_time()
         time.sleep(max(0.0, self.window[1] - time.monotonic()))
         server_after, postgres_after = probe()
-        self.server_cpu, self.postgres_cpu = server_after - server, postgres_after - postgres
+        self.server_cpu = {pid: cpu - server.get(pid, 0.0) for pid, cpu in server_after.items()}
+        self.postgres_cpu = postgres_after - postgres
         self.client_cpu = time.process_time() - client_cpu
         for thread in threads:
             thread.join(timeout=warm_up + measure + 2 * REQUEST_TIMEOUT)
@@ -157,7 +159,13 @@ def figures(load: Load, floor: list[float], seeded: dict, plans: dict) -> list[F
         "seconds": seconds,
         "requests": len(latencies),
         # Robust to a busy machine, unlike the latencies: what one request costs the server.
-        "server_cpu_ms_per_request": load.server_cpu * 1000 / max(len(latencies), 1),
+        "server_cpu_ms_per_request": sum(load.server_cpu.values()) * 1000 / max(len(latencies), 1),
+        # Keep-alive connections stay with the process that accepted them: an uneven split
+        # shows here (the supervisor first, then the web processes).
+        "server_cpu_share": [
+            round(cpu / max(sum(load.server_cpu.values()), 1e-9), 3)
+            for cpu in load.server_cpu.values()
+        ],  # fmt: skip
         # The load generator and PostgreSQL share the machine's cores with the server.
         "postgres_cpu_ms_per_request": load.postgres_cpu * 1000 / max(len(latencies), 1),
         "client_cpu_ms_per_request": load.client_cpu * 1000 / max(len(latencies), 1),

@@ -66,7 +66,7 @@ root = Path(os.environ["BENCH_ROOT"])
 out = {{}}
 
 # No worker: runs stay queued. A team license (dataset_change is gated), really installed.
-run_services.run_dispatch = lambda run_id: None
+run_services.run_dispatch = lambda run_id, **_: None
 from collections import deque
 connection.queries_limit = 10**7  # CaptureQueriesContext counts from a deque of 9,000 by default
 connection.queries_log = deque(maxlen=connection.queries_limit)

@@ -122,7 +122,7 @@ def make_scenario(project, cast):
 def no_dispatch(monkeypatch):
     """Runs stay queued until the test executes them in-process."""
     sent = []
-    monkeypatch.setattr("apps.runs.services.run_dispatch", sent.append)
+    monkeypatch.setattr("apps.runs.services.run_dispatch", lambda run_id, **_: sent.append(run_id))
     monkeypatch.setattr(
         "apps.runs.services.runs_dispatch_many", lambda runs: sent.extend(r.pk for r in runs)
     )

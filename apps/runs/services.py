@@ -62,8 +62,9 @@ def _lanes(scenario: Scenario) -> list[str]:
     return ["0"]
 
 
-def _definition(scenario: Scenario) -> dict:
-    steps = [model_to_dict(step, fields=STEP_FIELDS) for step in scenario.steps.all()]
+def _definition(scenario: Scenario, steps=None) -> dict:
+    steps = scenario.steps.all() if steps is None else steps
+    steps = [model_to_dict(step, fields=STEP_FIELDS) for step in steps]
     return {
         "scenario": {
             "id": scenario.pk,
@@ -94,7 +95,10 @@ def run_start(
         scenario = (
             Scenario.objects.select_for_update().select_related("project").get(pk=scenario.pk)
         )
+        # The steps' default ordering joins the scenario and the project: not needed for one.
+        definition = _definition(scenario, scenario.steps.order_by("position", "id"))
         run = None
+        run_as_id = scenario.run_as_id or scenario.updated_by_id  # effective_run_as(), no query
         for lane in _lanes(scenario):
             try:
                 with transaction.atomic():
@@ -109,10 +113,12 @@ def run_start(
                         trigger_name=trigger_name,
                         trigger_params=trigger_params or {},
                         started_by=user,
-                        run_as=scenario.effective_run_as() or user,
+                        run_as_id=run_as_id or (user.pk if user else None),
                         parent_run=parent_run,
-                        definition=_definition(scenario),
+                        definition=definition,
                         variables={**scenario.project.variables, **scenario.variables},
+                        # Sent once committed: stamped here, not by an UPDATE before the send.
+                        dispatched_at=None if lane == WAITING_LANE else timezone.now(),
                     )
                 break
             except IntegrityError:
@@ -122,7 +128,7 @@ def run_start(
             reason = SKIP_REASONS[scenario.queue_policy].format(scenario=scenario)
             return RunStart(None, reason, active)
         if run.lane != WAITING_LANE:
-            transaction.on_commit(lambda: run_dispatch(run.pk))
+            transaction.on_commit(lambda: run_dispatch(run.pk, stamp=False))
         transaction.on_commit(lambda: publish_run_state(run))
     return RunStart(run)
 
@@ -247,10 +253,12 @@ def runs_dispatch_many(runs: list[Run]) -> None:
         publish_run_state(run)
 
 
-def run_dispatch(run_id: int) -> None:
+def run_dispatch(run_id: int, *, stamp: bool = True) -> None:
+    """Send the run to the workers; ``stamp=False`` when ``dispatched_at`` is already set."""
     from apps.runs.tasks import execute
 
-    Run.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+    if stamp:
+        Run.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
     try:
         execute.delay(run_id)
     except Exception:  # broker down: the run stays queued and the sweep sends it again

@@ -148,7 +148,7 @@ def test_run_scenario_step_waits_and_takes_the_outcome(make_scenario, monkeypatc
 
     monkeypatch.setattr(
         "apps.runs.services.run_dispatch",
-        lambda run_id: threading.Thread(target=_execute_and_close, args=(run_id,)).start(),
+        lambda run_id, **_: threading.Thread(target=_execute_and_close, args=(run_id,)).start(),
     )
     child = make_scenario(
         name="Child",
