@@ -100,7 +100,9 @@ def floor_phase(options) -> dict:
         client = connection.default_channel.client  # the broker's Redis
 
         def outstanding() -> int:
-            return client.llen("celery") + client.hlen("unacked")
+            # system.ping goes to the system queue (CELERY_TASK_ROUTES); count both.
+            queued = client.llen("celery") + client.llen("cadenza.system")
+            return queued + client.hlen("unacked")
 
         phase = Phase(
             lambda: ping.apply_async(ignore_result=True),
