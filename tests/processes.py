@@ -36,44 +36,35 @@ def worker_database_url() -> str:
     return url
 
 
-class WorkerProcess:
-    """`celery worker` as the Procfile runs it (thread pool), in a process of its own."""
+class CeleryProcess:
+    """A `celery` command of the Procfile in a process of its own, logging to ``log``."""
 
-    def __init__(self, log: Path, env: dict[str, str] | None = None, concurrency: int = 2):
-        self.log, self.env, self.concurrency = log, env or {}, concurrency
-        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
-        self.process: subprocess.Popen | None = None
+    log: Path
+    process: subprocess.Popen | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    def start(self) -> WorkerProcess:
-        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads"]
-        command += ["-c", str(self.concurrency), "--without-mingle", "--without-gossip"]
-        command += ["-n", self.name, "-l", "INFO"]
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _spawn(self, command: list[str]) -> None:
         env = {**os.environ, "DATABASE_URL": worker_database_url(), **self.env}
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + BOUND
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the worker exited with {self.process.returncode}:\n{self}")
-            if app.control.ping(destination=[self.name], timeout=0.5):
-                return self
-        self.kill()
-        raise AssertionError(f"the worker did not answer a ping within {BOUND} s:\n{self}")
 
     def kill(self) -> None:
-        """SIGKILL: the worker gets no chance to clean up, as when a machine dies."""
-        if self.process and self.process.poll() is None:
+        """SIGKILL: no chance to clean up or save anything, as when a machine dies."""
+        if self.alive():
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=BOUND)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM: the process's own orderly shutdown."""
+        if not self.alive():
             return
         self.process.terminate()
         try:
@@ -84,6 +75,29 @@ class WorkerProcess:
     def __str__(self) -> str:
         lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
         return "\n".join(lines[-40:])
+
+
+class WorkerProcess(CeleryProcess):
+    """`celery worker` as the Procfile runs it (thread pool), in a process of its own."""
+
+    def __init__(self, log: Path, env: dict[str, str] | None = None, concurrency: int = 2):
+        self.log, self.env, self.concurrency = log, env or {}, concurrency
+        self.name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads"]
+        command += ["-c", str(self.concurrency), "--without-mingle", "--without-gossip"]
+        command += ["-n", self.name, "-l", "INFO"]
+        self._spawn(command)
+        deadline = time.monotonic() + BOUND
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the worker exited with {self.process.returncode}:\n{self}")
+            if app.control.ping(destination=[self.name], timeout=0.5):
+                return self
+        self.kill()
+        raise AssertionError(f"the worker did not answer a ping within {BOUND} s:\n{self}")
 
 
 # -- processes left behind ------------------------------------------------------------------------
@@ -169,7 +183,7 @@ def end_session(sid: int, *, timeout: float = 5) -> None:
     wait_until(ended, timeout=timeout, what=f"session {sid} ended")
 
 
-class BeatProcess:
+class BeatProcess(CeleryProcess):
     """`celery beat` as the Procfile runs it (the database scheduler), in a process of its own.
 
     ``start`` returns once this process has sent its first task, so a test knows it ticks.
@@ -182,12 +196,8 @@ class BeatProcess:
     def start(self) -> BeatProcess:
         command = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "INFO"]
         command += ["-s", str(self.schedule)]
-        env = {**os.environ, "DATABASE_URL": worker_database_url(), **self.env}
         offset = self.log.stat().st_size if self.log.exists() else 0
-        with self.log.open("a") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self._spawn(command)
 
         def ticking() -> bool:
             if self.process.poll() is not None:
@@ -202,26 +212,3 @@ class BeatProcess:
             self.kill()
             raise
         return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: beat gets no chance to save anything, as when a machine dies."""
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=BOUND)
-
-    def stop(self) -> None:
-        """SIGTERM: beat's own orderly shutdown."""
-        if not self.alive():
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=BOUND)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def __str__(self) -> str:
-        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
-        return "\n".join(lines[-40:])
