@@ -305,6 +305,10 @@ def test_reader_watches_but_cannot_run_and_outsiders_see_nothing(
         page.goto(server.url + path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
 
+    # Leave the page first: a request its scripts still had in flight (a panel refresh
+    # renders a form) could otherwise come back after the cookies are cleared and set a new
+    # CSRF cookie over the one the login form below was rendered for.
+    page.goto("about:blank")
     page.context.clear_cookies()
     log_in(page, server, cast["outsider"])
     assert page.goto(f"{server.url}/projects/SALES/runs/{run.pk}/").status == 404
