@@ -130,6 +130,22 @@ def cpu_seconds(*pids: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds used so far by every process on the machine, summed by command name
+    (``postgres``, ``redis-server``, ``python``…): subtract two readings to see where a
+    window's CPU went."""
+    totals: dict[str, float] = {}
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat_path.read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        fields = rest.split()
+        ticks = int(fields[11]) + int(fields[12])
+        totals[name] = totals.get(name, 0.0) + ticks / os.sysconf("SC_CLK_TCK")
+    return totals
+
+
 def _exited(pid: int, timeout: float) -> bool:
     """Wait for ``pid`` to exit without reaping it."""
     deadline = time.monotonic() + timeout

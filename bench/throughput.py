@@ -67,6 +67,16 @@ def figures(result: dict) -> list[Figure]:
         "worker_cpu_ms_per_item": per_item,
         "workers": f"{WORKERS} × celery worker --pool threads -c {THREADS}",
         "backlog": BACKLOG,
+        # Where the window's CPU went, per item (run or no-op), in ms: driver = run_start or
+        # apply_async; python = the workers and the driver; postgres, redis-server.
+        "cpu_ms_per_item_by": {
+            phase: {
+                name: round(seconds * 1000 / (data["finished_per_s"] * data["seconds"]), 2)
+                for name, seconds in data["cpu_seconds_by"].items()
+            }
+            for phase, data in (("floor", floor), ("runs", runs))
+            if data["finished_per_s"]
+        },
         "floor": {key: value for key, value in floor.items() if key != "samples"},
         "runs": {key: value for key, value in runs.items() if key not in ("samples", "latency_ms")},
         "samples": {"floor": floor["samples"], "runs": runs["samples"]},

@@ -26,7 +26,7 @@ import time
 import django
 from django.db.models import Count
 
-from bench.stack import cpu_seconds
+from bench.stack import cpu_by_command, cpu_seconds
 
 POLL = 0.25
 
@@ -71,13 +71,21 @@ class Phase:
             self.done = self.finished()
             self.samples.append((time.monotonic() - start, self.sent, self.done))
             if cpu is None and time.monotonic() - start >= warm_up:
-                cpu = self.probe()
+                cpu, where = self.probe(), self.where()
             time.sleep(POLL)
-        cpu = self.probe() - cpu
+        cpu, where = self.probe() - cpu, self.where(since=where)
         self.stop.set()
         for thread in threads:
             thread.join(timeout=30)
-        return {**self.rates(warm_up), "worker_cpu_seconds": cpu}
+        return {**self.rates(warm_up), "worker_cpu_seconds": cpu, "cpu_seconds_by": where}
+
+    def where(self, since: dict | None = None) -> dict[str, float]:
+        """CPU by command over the window, this driver apart (it is a ``python`` too)."""
+        now = {**cpu_by_command(), "driver": cpu_seconds(os.getpid())}
+        if since is None:
+            return now
+        spent = {name: now[name] - since.get(name, 0.0) for name in now}
+        return {name: round(value, 2) for name, value in spent.items() if value >= 0.05}
 
     def rates(self, warm_up: float) -> dict:
         window = [sample for sample in self.samples if sample[0] >= warm_up]

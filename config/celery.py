@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from celery.worker.consumer import Consumer as CeleryConsumer
 from celery.worker.state import active_requests
 
@@ -14,6 +14,15 @@ log = logging.getLogger(__name__)
 app = Celery("cadenza")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect(weak=False)
+def reuse_healthy_connections(**_) -> None:
+    """What Django does per request: drop this thread's connection if it broke or aged
+    (CONN_MAX_AGE, CONN_HEALTH_CHECKS), keep it otherwise (CELERY_DB_REUSE_MAX)."""
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 class Consumer(CeleryConsumer):

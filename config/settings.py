@@ -242,6 +242,11 @@ SPECTACULAR_SETTINGS = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set: a connection per run cost the worker ~2 ms and PostgreSQL a backend each
+# (bench/throughput.py). Connections are kept, as in a web process, and checked before each
+# task instead (config/celery.py); the fixup still recycles them every 1,000 tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

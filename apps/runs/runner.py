@@ -29,6 +29,7 @@ from apps.runs.step_context import StepContext
 from apps.scenarios.expressions import ExpressionError, evaluate
 from apps.scenarios.models import Step, variable_name
 from apps.scenarios.steps import StepError, StepResult, get_step_type, validate_params
+from apps.system.log_format import bind_run
 
 log = logging.getLogger(__name__)
 SEVERITY = {"success": 0, "warning": 1, "failed": 2}
@@ -56,6 +57,7 @@ def run_execute(run_id: int) -> None:
     if not run_claim(run_id, worker):
         return
     run = _claimed_run(run_id)
+    bind_run(run)
     publish_run_state(run)
     runner = Runner(run)
     status, message, walked = RunStatus.FAILED, "Internal error", False

@@ -124,11 +124,10 @@ def _redacted(value: Any) -> Any:
 
 
 def task_context_bind(sender=None, task_id=None, task=None, args=None, kwargs=None, **_):
-    """Celery task_prerun: the task, and for a run, its id, scenario and project."""
+    """Celery task_prerun: the task, and for a run, its id (the runner adds ``bind_run``)."""
     fields: dict[str, Any] = {"task": getattr(task, "name", None), "task_id": task_id}
     if fields["task"] == "runs.execute":
-        run_id = (kwargs or {}).get("run_id", (args or [None])[0])
-        fields.update(_run_fields(run_id))
+        fields["run_id"] = (kwargs or {}).get("run_id", (args or [None])[0])
     _context.set(fields)
 
 
@@ -136,25 +135,15 @@ def task_context_unbind(**_) -> None:
     _context.set(None)
 
 
-def _run_fields(run_id: Any) -> dict[str, Any]:
-    from apps.runs.models import Run
-
-    try:  # one primary-key query per run; a log field is never worth failing a run for
-        row = (
-            Run.objects.filter(pk=run_id)
-            .values("scenario_id", "scenario__name", "project__key")
-            .first()
+def bind_run(run) -> None:
+    """The runner, once it holds its run: the scenario and project join the fields of the
+    task executing it, up to Celery's own "succeeded" line (read with the run, so that
+    logging costs no query of its own). Outside that task (an eager call) nothing changes."""
+    fields = _context.get()
+    if fields is not None and fields.get("run_id") == run.pk:
+        fields.update(
+            scenario_id=run.scenario_id, scenario=run.scenario.name, project=run.project.key
         )
-    except Exception:
-        row = None
-    if row is None:
-        return {"run_id": run_id}
-    return {
-        "run_id": run_id,
-        "scenario_id": row["scenario_id"],
-        "scenario": row["scenario__name"],
-        "project": row["project__key"],
-    }
 
 
 def celery_use_django_logging(**_) -> None:

@@ -16,6 +16,7 @@ from apps.runs.services import run_start
 from apps.system.log_format import (
     JsonFormatter,
     TextFormatter,
+    bind_run,
     log_context,
     task_context_bind,
     task_context_unbind,
@@ -80,6 +81,8 @@ def test_a_celery_run_task_logs_with_its_run_and_scenario(make_scenario, no_disp
 
     task_context_bind(task_id="t-1", task=Task(), args=[run.pk], kwargs={})
     try:
+        assert json.loads(JsonFormatter().format(_record("claiming")))["run_id"] == run.pk
+        bind_run(Run.objects.get(pk=run.pk))
         entry = json.loads(JsonFormatter().format(_record("inside")))
     finally:
         task_context_unbind()
