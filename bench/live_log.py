@@ -125,6 +125,7 @@ def figures(live: dict, floor: dict) -> list[Figure]:
             floor=distribution(floor["latencies"]),
             n=len(live["latencies"]),
             target=("p95", TARGET_P95_MS),
+            max_ratio=("p95", 1.5),  # issue #8: ≤ 1.5× the bare group_send latency
             notes={"live": counts, "floor": floor_counts},
         ),
         Figure(

@@ -35,6 +35,7 @@ class Figure:
     target: tuple[str, float] | None = None  # (stat, maximum), e.g. ("p95", 100)
     notes: dict = field(default_factory=dict)
     at_least: bool = False  # the target is a minimum (a rate), not a maximum
+    max_ratio: tuple[str, float] | None = None  # (stat, most × floor), e.g. ("p95", 1.5)
 
     @property
     def ratio(self) -> dict[str, float]:
@@ -46,10 +47,16 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
-        if self.target is None:
+        if self.target is None and self.max_ratio is None:
             return None
-        stat, bound = self.target
-        return self.value[stat] >= bound if self.at_least else self.value[stat] <= bound
+        met = True
+        if self.target is not None:
+            stat, bound = self.target
+            met = self.value[stat] >= bound if self.at_least else self.value[stat] <= bound
+        if self.max_ratio is not None:
+            stat, most = self.max_ratio
+            met = met and self.ratio[stat] <= most
+        return met
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio, "met": self.met}
@@ -73,11 +80,16 @@ def _keys(figure: Figure) -> list[str]:
 
 
 def _target(figure: Figure) -> str:
-    if figure.target is None:
+    parts = []
+    if figure.target is not None:
+        stat, bound = figure.target
+        parts.append(f"{stat} {'≥' if figure.at_least else '≤'} {_number(bound)} {figure.unit}")
+    if figure.max_ratio is not None:
+        stat, most = figure.max_ratio
+        parts.append(f"{stat} ≤ {_number(most)}× floor")
+    if not parts:
         return ""
-    stat, bound = figure.target
-    sign = "≥" if figure.at_least else "≤"
-    return f"{stat} {sign} {_number(bound)} {figure.unit}  {'ok' if figure.met else 'MISSED'}"
+    return f"{', '.join(parts)}  {'ok' if figure.met else 'MISSED'}"
 
 
 def rows(figures: list[Figure]) -> list[list[str]]:

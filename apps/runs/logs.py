@@ -1,10 +1,14 @@
 """The run log writer: lines are numbered, stored in batches, then published.
 
 One writer per run, in the process executing it. ``write`` may be called from any thread
-(the runner, a sandbox's stdout and stderr readers); one flusher thread per process flushes
-every open writer every ``interval`` seconds, and a full buffer flushes at once. A run that
-ends within the first interval is stored once, by ``close``, and never touches the flusher's
-connection: a trivial run starts no thread of its own.
+(the runner, a sandbox's stdout and stderr readers); one flusher thread per process stores
+and publishes what the open writers hold, and a full buffer flushes at once.
+
+When: a run's first ``grace`` seconds are stored at once by ``close`` if it ends by then (a
+trivial run never touches the flusher's connection). After that a line is flushed as soon
+as it is written, but no sooner than ``interval`` after the writer's last flush: a steady
+stream goes out in batches every ``interval`` (live viewers wait that long at most), a
+quiet run costs no wake-up at all, and the first line after a pause goes out at once.
 
 A line is numbered when it is written, and stays in the buffer until a batch holding it is
 stored: a database outage delays lines (they are retried, in order), it never loses or
@@ -36,7 +40,8 @@ class LogWriter:
         self,
         run_id: int,
         *,
-        interval: float = 0.05,
+        interval: float = 0.01,
+        grace: float = 0.05,
         batch: int = 500,
         last_seq: int | None = None,
     ):
@@ -52,13 +57,15 @@ class LogWriter:
         # After a failed insert the batch may have been stored all the same (the connection
         # broke after the commit): the retry then skips the lines already there.
         self._maybe_stored = False
-        # The flusher's schedule for this writer: the next flush, the pause after a failure.
-        self._due, self._pause, self._failing = time.monotonic() + interval, interval, False
+        # The flusher's schedule for this writer: the earliest next flush, the pause after a
+        # failure (then the next flush is due whether or not a line is written meanwhile).
+        self._due, self._pause, self._failing = time.monotonic() + grace, interval, False
         flusher.add(self)
 
     def write(self, message: str, *, level: str = "info", step_run_id: int | None = None) -> None:
         now = timezone.now()
         with self._lock:
+            idle = not self._buffer
             for text in str(message).splitlines() or [""]:
                 self._seq += 1
                 self._buffer.append(
@@ -77,6 +84,8 @@ class LogWriter:
                 self.flush()
             except DatabaseError:
                 pass  # the lines stay buffered; the flusher keeps retrying
+        elif idle:
+            flusher.wake()  # the flusher waits for lines only: these are due at self._due
 
     def flush(self, *, publish: bool = True) -> list[dict]:
         """Store the buffered lines, then publish them (unless told not to); return them as
@@ -124,8 +133,11 @@ class LogWriter:
             time.sleep(pause)
             pause = min(pause * 2, RETRY_MAX_INTERVAL)
 
-    def _tick(self, now: float) -> float:
-        """One scheduled flush, from the flusher's thread; returns when the next is due."""
+    def _tick(self, now: float) -> float | None:
+        """One scheduled flush, from the flusher's thread; returns when the next is due (None:
+        when a line is written)."""
+        if not self._buffer and not self._failing:
+            return None
         if now < self._due:
             return self._due
         try:
@@ -141,7 +153,7 @@ class LogWriter:
                 log.info("run %s: log lines stored again", self.run_id)
             self._failing, self._pause = False, self.interval
         self._due = time.monotonic() + self._pause
-        return self._due
+        return self._due if self._failing or self._buffer else None
 
 
 class Flusher:
@@ -154,6 +166,7 @@ class Flusher:
         self._changed = threading.Condition(self._lock)
         self._pid: int | None = None
         self._writers: set[LogWriter] = set()
+        self._woken = False  # a wake since the loop last looked at the writers
 
     def add(self, writer: LogWriter) -> None:
         with self._lock:
@@ -162,11 +175,18 @@ class Flusher:
                 threading.Thread(target=self._loop, name="cadenza-log-flusher", daemon=True).start()
                 self._pid = os.getpid()
             self._writers.add(writer)
+            self._woken = True
             self._changed.notify()
 
     def discard(self, writer: LogWriter) -> None:
         with self._lock:
             self._writers.discard(writer)
+
+    def wake(self) -> None:
+        """A writer got lines after a pause: look at the schedule again."""
+        with self._lock:
+            self._woken = True
+            self._changed.notify()
 
     def _loop(self) -> None:
         while True:
@@ -179,12 +199,16 @@ class Flusher:
             now, due = time.monotonic(), []
             for writer in writers:
                 try:
-                    due.append(writer._tick(now))
+                    when = writer._tick(now)
                 except Exception:  # one writer's bug must not stop every run's log
                     log.exception("run %s: flushing its log failed", writer.run_id)
-                    due.append(now + writer.interval)
+                    when = now + writer.interval
+                if when is not None:
+                    due.append(when)
             with self._lock:
-                self._changed.wait(max(min(due) - time.monotonic(), 0.001))
+                if not self._woken:  # else a line came in since the ticks: look again now
+                    self._changed.wait(max(min(due) - time.monotonic(), 0) if due else None)
+                self._woken = False
 
 
 flusher = Flusher()
