@@ -201,7 +201,22 @@ def serve(stack: Stack, env: dict[str, str], name: str = "serve") -> tuple[Proce
     argv = [PYTHON, "manage.py", "serve", "--host", HOST, "--port", str(port)]
     process = stack.spawn(name, argv, env)
     wait_listening(process, port)
+    if env.get("REDIS_URL"):  # distributed: every web process listens on a socket of its own
+        workers = int(env.get("CADENZA_WEB_WORKERS") or os.cpu_count() or 1)
+        deadline = time.monotonic() + START_BOUND
+        while listeners(port) < workers:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{name}: {listeners(port)} of {workers} web processes listen")
+            time.sleep(0.1)
     return process, f"http://{HOST}:{port}"
+
+
+def listeners(port: int) -> int:
+    """Sockets listening on 127.0.0.1:``port``: a load test that opens its keep-alive
+    connections before every web process listens would pin them all to the first."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if int(row[1].split(":")[1], 16) == port and row[3] == "0A")
 
 
 def uvicorn(stack: Stack, env: dict[str, str], app: str, name: str) -> tuple[Process, str]:

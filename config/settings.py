@@ -350,6 +350,9 @@ for _item in env_list("CADENZA_SQL_CONNECTIONS", []):
     _name, _, _url = _item.partition("=")
     if not _name or not _url:
         raise ImproperlyConfigured(f"CADENZA_SQL_CONNECTIONS item {_item!r}: use name=URL.")
+# Threads per web process serving HTTP requests (config/asgi.py); each holds at most one
+# database connection while it serves a request.
+CADENZA_WEB_THREADS = env_int("CADENZA_WEB_THREADS", 6, minimum=1, maximum=64)
     CADENZA_SQL_CONNECTIONS[_name] = f"sql_{_name}"
     DATABASES[f"sql_{_name}"] = database_from_url(_url, name=f"CADENZA_SQL_CONNECTIONS[{_name}]")
 CADENZA_ABORT_POLL_SECONDS = 0.25  # how often a running run looks for an abort request

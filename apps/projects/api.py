@@ -41,7 +41,7 @@ class ProjectScoped:
             # Not a key at all (a NUL, say, which PostgreSQL refuses in a query): no project.
             if not project_key_validator.regex.match(key):
                 raise Http404("No Project matches the given query.")
-            self._project = permissions.visible_project(self.request.user, key=key)
+            self._project = permissions.visible_project(self.request.user, key)
         return self._project
 
     def get_queryset(self):

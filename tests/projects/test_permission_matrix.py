@@ -6,8 +6,12 @@ Non-members get 404 (they cannot tell the project exists), members without the r
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import AnonymousUser, Group
+from django.http import Http404
 
 from apps.projects.models import Membership, Project, Role
+from apps.projects.permissions import for_user, visible_project
+from tests.conftest import make_user
 
 ROLES = ["superuser", "owner", "editor", "operator", "reader", "outsider"]
 
@@ -201,3 +205,36 @@ def test_admin_membership_delete_refused_below_admin(admin_as, project, cast, ro
     )
     assert response.status_code == 403
     assert Membership.objects.filter(pk=membership.pk).exists()
+
+
+def test_visible_project_agrees_with_for_user_for_every_kind_of_user(cast, project, other_project):
+    """visible_project (hand-written SQL, the API's hottest check) answers as for_user does:
+    direct members, group members, members of another project's group, the inactive, the
+    superuser and the anonymous."""
+    team, others = Group.objects.create(name="team"), Group.objects.create(name="others")
+    Membership.objects.create(project=project, group=team, role=Role.READER)
+    Membership.objects.create(project=other_project, group=others, role=Role.EDITOR)
+    people = dict(cast)
+    people["via group"] = make_user("gina")
+    people["via group"].groups.add(team)
+    people["other group"] = make_user("otto")
+    people["other group"].groups.add(others)
+    people["inactive reader"] = make_user("ivan", is_active=False)
+    Membership.objects.create(project=project, user=people["inactive reader"], role=Role.READER)
+    people["anonymous"] = AnonymousUser()
+    seen = {}
+    for name, user in people.items():
+        for target in (project, other_project):
+            try:
+                visible = visible_project(user, target.key).pk == target.pk
+            except Http404:
+                visible = False
+            expected = for_user(Project.objects.all(), user, "view").filter(pk=target.pk).exists()
+            assert visible == expected, (name, target.key)
+            seen[name, target.key] = visible
+    assert seen["via group", "SALES"] and not seen["via group", "HR"]
+    assert seen["other group", "HR"] and not seen["other group", "SALES"]
+    assert not seen["inactive reader", "SALES"] and not seen["anonymous", "SALES"]
+    assert seen["superuser", "HR"] and not seen["reader", "HR"]
+    with pytest.raises(Http404):
+        visible_project(cast["superuser"], "NOPE")

@@ -13,7 +13,8 @@ from apps.runs.models import Run
 pytestmark = pytest.mark.django_db
 
 
-def test_a_list_row_is_what_the_serializer_renders(make_scenario, cast):
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/St_Johns"])
+def test_a_list_row_is_what_the_serializer_renders(make_scenario, cast, zone):
     scenario = make_scenario()
     now = timezone.now()
     parent = Run.objects.create(scenario=scenario, project=scenario.project, number=1)
@@ -34,9 +35,11 @@ def test_a_list_row_is_what_the_serializer_renders(make_scenario, cast):
         outcome_message="Step 'x' failed",
     )
     runs = Run.objects.order_by("id")
-    expected = RunSerializer(runs, many=True).data
-    rows = [run_row(row) for row in runs.values(*LIST_FIELDS)]
+    with timezone.override(zone):  # the current time zone: UTC unless a request sets one
+        expected = RunSerializer(runs, many=True).data
+        rows = [run_row(row) for row in runs.values(*LIST_FIELDS)]
     assert rows == [dict(item) for item in expected]
+    assert rows[1]["queued_at"].endswith("Z") == (zone == "UTC")
     assert rows[1]["duration_seconds"] == 90.5 and rows[0]["started_by"] is None
 
 

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+import socket
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-# Connections a web process may hold: one thread serves its sync views, a few more cover
-# WebSocket consumers' database calls. N processes hold at most N times this.
-WEB_DB_POOL_SIZE = 4
+# Connections a web process may hold: one per HTTP thread (config/asgi.py), two more for
+# the WebSocket consumers' database calls. N processes hold at most N times this.
+WEB_DB_POOL_SIZE = settings.CADENZA_WEB_THREADS + 2
 
 
 class Command(BaseCommand):
@@ -38,16 +39,15 @@ class Command(BaseCommand):
             serve(host=host, port=port, concurrency=concurrency)
         else:
             import uvicorn
-            from uvicorn.supervisors import Multiprocess
 
             from apps.system.log_format import uvicorn_log_config
 
             # The web processes read their settings afresh: they pool their database
             # connections (config/settings.py, CADENZA_DB_POOL_SIZE).
             os.environ.setdefault("CADENZA_DB_POOL_SIZE", str(WEB_DB_POOL_SIZE))
-            # Django runs sync views on one thread per process (asgiref's thread-sensitive
-            # mode): the API's throughput comes from processes, one per core by default.
-            # Always under the supervisor, even for one: it restarts a process that died.
+            # The GIL makes a process's HTTP threads share one core: the API's throughput
+            # comes from processes, one per core by default. Always under the supervisor,
+            # even for one: it restarts a process that died.
             config = uvicorn.Config(
                 "config.asgi:application",
                 host=host,
@@ -56,4 +56,60 @@ class Command(BaseCommand):
                 lifespan="off",
                 log_config=uvicorn_log_config(),
             )
-            Multiprocess(config, sockets=[config.bind_socket()]).run()
+            try:
+                supervisor = _supervisor(config)
+            except OSError as error:
+                raise CommandError(f"Cannot listen on {host}:{port}: {error}") from None
+            supervisor.run()
+
+
+def _supervisor(config):
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        """uvicorn's supervisor, with a listening socket per web process on the same port
+        (SO_REUSEPORT): the kernel spreads new connections evenly over the processes. With
+        one shared socket, the process that woke first accepted a whole burst of keep-alive
+        connections and served them alone, on one core (bench/api.py).
+
+        uvicorn starts every process as ``Process(self.config, self.sockets)``: here each
+        read of ``sockets`` binds a new socket, and the supervisor closes its copies once the
+        processes hold them (a copy left open after its process died would take connections
+        that nobody accepts).
+        """
+
+        def __init__(self, config):
+            self._handed: list[socket.socket] = []
+            self._address = (config.host, config.port)
+            self._bind().close()  # fail here, with a clear error, if the port is taken
+            super().__init__(config, sockets=[])
+
+        @property
+        def sockets(self) -> list[socket.socket]:
+            self._release()  # the last process started holds its copy by now
+            self._handed.append(self._bind())
+            return self._handed[-1:]
+
+        @sockets.setter
+        def sockets(self, value) -> None:
+            pass  # Multiprocess.__init__ sets it: every process gets a socket of its own
+
+        def _bind(self) -> socket.socket:
+            family = socket.AF_INET6 if ":" in self._address[0] else socket.AF_INET
+            sock = socket.socket(family=family)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(self._address)
+            self._address = (self._address[0], sock.getsockname()[1])  # port 0: the one given
+            return sock
+
+        def _release(self) -> None:
+            for sock in self._handed:
+                sock.close()
+            self._handed.clear()
+
+        def keep_subprocess_alive(self) -> None:
+            self._release()
+            super().keep_subprocess_alive()
+
+    return Supervisor(config)
