@@ -402,7 +402,14 @@ def run_wait(
 
 
 def runs_sweep() -> dict:
-    """Fail runs whose worker vanished; re-dispatch queued runs whose message was lost."""
+    """Fail runs whose worker vanished; re-dispatch queued runs whose message was lost.
+
+    A run still queued a while after it was sent is not proof of a lost message: behind a
+    backlog it is simply waiting its turn, and sending it again on every sweep multiplied
+    the backlog. So only as many are sent again as the broker's queue lacks messages for
+    (all of them when it holds none, e.g. after a Redis restart), the oldest first; the
+    rest are looked at again by the next sweeps as the queue drains.
+    """
     now = timezone.now()
     lost = Run.objects.filter(
         status=RunStatus.RUNNING,
@@ -420,13 +427,35 @@ def runs_sweep() -> dict:
         Run.objects.filter(status=RunStatus.QUEUED, lane__isnull=False)
         .filter(Q(dispatched_at__lt=stale) | Q(dispatched_at__isnull=True, queued_at__lt=stale))
         .exclude(lane=WAITING_LANE)
+        .order_by("pk")
         .values_list("pk", flat=True)
     )
+    if queued:
+        waiting = broker_backlog()
+        if waiting:  # None: the broker cannot say; resend them all, as the claim dedupes
+            queued = queued[: max(0, len(queued) - waiting)]
     for run_id in queued:
         run_dispatch(run_id)
     if reaped or queued:
         log.info("sweep: %d run(s) reaped, %d re-dispatched", reaped, len(queued))
     return {"reaped": reaped, "redispatched": len(queued)}
+
+
+def broker_backlog() -> int | None:
+    """Messages waiting in the runs' queue (None when the broker cannot be asked)."""
+    from apps.runs.tasks import execute
+
+    try:
+        with execute.app.connection_for_read() as broker:
+            declared = broker.default_channel.queue_declare(
+                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+            )
+            return declared.message_count
+    except Exception as error:
+        if str(getattr(error, "reply_code", "")) == "404":  # never declared: nothing sent
+            return 0
+        log.warning("sweep: the broker's queue length is unknown", exc_info=True)
+        return None
 
 
 def runs_recover_after_restart() -> dict:

@@ -92,8 +92,38 @@ def test_finishing_the_running_run_promotes_and_dispatches_the_waiting_one(
     assert run_start(scenario=scenario, user=cast["owner"]).run.lane == "q"  # free again
 
 
+class RunsQueue:
+    """The broker's runs queue (the harness's Redis), as a backlog no worker has reached."""
+
+    def __init__(self, name: str):
+        from config.celery import app
+
+        self.app, self.name = app, name
+
+    def purge(self) -> None:
+        with self.app.connection_for_write() as broker:
+            broker.default_channel.queue_purge(self.name)
+
+    def put(self, count: int) -> None:
+        from kombu import Queue
+
+        with self.app.producer_or_acquire() as producer:
+            Queue(self.name, channel=producer.channel).declare()
+            for _ in range(count):
+                producer.publish({"backlog": True}, routing_key=self.name)
+
+
+@pytest.fixture
+def runs_queue(settings):
+    queue = RunsQueue(settings.CELERY_TASK_DEFAULT_QUEUE)
+    queue.put(0)  # declared
+    queue.purge()
+    yield queue
+    queue.purge()
+
+
 def test_sweep_dispatches_again_queued_runs_whose_message_is_old(
-    make_scenario, cast, no_dispatch, settings
+    make_scenario, cast, no_dispatch, settings, runs_queue
 ):
     settings.CADENZA_REDISPATCH_AFTER = 30
     long_ago = timezone.now() - timedelta(seconds=60)
@@ -110,6 +140,29 @@ def test_sweep_dispatches_again_queued_runs_whose_message_is_old(
 
     assert runs_sweep() == {"reaped": 0, "redispatched": 2}
     assert sorted(no_dispatch) == sorted([lost.pk, never_sent.pk])
+
+
+def test_the_sweep_resends_only_as_many_runs_as_the_broker_lacks_messages_for(
+    make_scenario, no_dispatch, settings, runs_queue
+):
+    """Behind a backlog a run waits its turn: resending every run queued for a while, on
+    every sweep, multiplied the backlog. Only what the queue lacks is resent, oldest first."""
+    settings.CADENZA_REDISPATCH_AFTER = 30
+    scenario = make_scenario(queue_policy="parallel", max_parallel=5)
+    runs = [run_start(scenario=scenario).run.pk for _ in range(5)]
+    Run.objects.filter(pk__in=runs).update(dispatched_at=timezone.now() - timedelta(seconds=60))
+    no_dispatch.clear()
+
+    runs_queue.put(5)  # every message is still waiting
+    assert runs_sweep() == {"reaped": 0, "redispatched": 0}
+    runs_queue.purge()
+    runs_queue.put(3)  # two were lost
+    assert runs_sweep() == {"reaped": 0, "redispatched": 2}
+    assert no_dispatch == runs[:2]
+    runs_queue.purge()  # the broker lost them all (a restart without persistence)
+    no_dispatch.clear()
+    assert runs_sweep() == {"reaped": 0, "redispatched": 5}
+    assert no_dispatch == runs
 
 
 def test_abort_trusts_the_database_not_a_stale_copy(make_scenario, cast, no_dispatch):
