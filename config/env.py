@@ -55,6 +55,22 @@ def env_int(
     return number
 
 
+def env_int_range(name: str, default: range, *, minimum: int, maximum: int) -> range:
+    """A range written FIRST-LAST, both included, within [minimum, maximum]."""
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    first, _, last = value.partition("-")
+    if not (first.strip().isdigit() and last.strip().isdigit()):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a range: use FIRST-LAST.")
+    numbers = range(int(first), int(last) + 1)
+    if not numbers or numbers[0] < minimum or numbers[-1] > maximum:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: the range must go up, from {minimum} to {maximum} at most."
+        )
+    return numbers
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:

@@ -19,6 +19,7 @@ from config.env import (
     env_bool,
     env_choice,
     env_int,
+    env_int_range,
     env_list,
     env_rate,
     env_secret,
@@ -30,6 +31,25 @@ from config.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CADENZA_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _owner_only(path: Path, *, folder: bool = False) -> None:
+    """Create ``path`` for this account only, or make it so if this account owns it. User
+    code runs as other accounts (apps/scenarios/sandbox.py): they must read neither the
+    database nor the projects' files kept here (docs/security.md)."""
+    try:
+        if folder:
+            path.mkdir(mode=0o700)
+        else:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        if path.stat().st_uid == os.geteuid():
+            path.chmod(0o700 if folder else 0o600)
+
+
+# The default connection's datasets, model artifacts, flow documentation exports.
+for _folder in ("data", "models", "exports"):
+    _owner_only(VAR_DIR / _folder, folder=True)
 
 REDIS_URL = redis_url()
 MODE = "distributed" if REDIS_URL else "embedded"
@@ -316,7 +336,11 @@ CADENZA_LOG_FORMAT = env_choice("CADENZA_LOG_FORMAT", ("text", "json"), "text")
 LOGGING = logging_config(log_format=CADENZA_LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
 
 # --- Scenarios, runs and the sandbox -------------------------------------------------------------
-CADENZA_SANDBOX_USER = env_str("CADENZA_SANDBOX_USER", "nobody")  # used when running as root
+# A worker running as root runs each sandboxed child as a uid (and gid) of its own from this
+# range, belonging to no account: no two children share one (apps/scenarios/sandbox.py).
+CADENZA_SANDBOX_UIDS = env_int_range(
+    "CADENZA_SANDBOX_UIDS", range(2_000_000_000, 2_000_001_000), minimum=1000, maximum=2**31 - 2
+)
 CADENZA_SANDBOX_PYTHON = env_str("CADENZA_SANDBOX_PYTHON")
 CADENZA_SANDBOX_TIMEOUT = env_int("CADENZA_SANDBOX_TIMEOUT", 3600, minimum=1)
 CADENZA_SANDBOX_MEMORY_MB = env_int("CADENZA_SANDBOX_MEMORY_MB", 2048, minimum=64)
@@ -324,9 +348,11 @@ CADENZA_SANDBOX_FILE_MB = env_int("CADENZA_SANDBOX_FILE_MB", 1024, minimum=1)
 CADENZA_SANDBOX_PROCESSES = env_int("CADENZA_SANDBOX_PROCESSES", 64, minimum=1)
 CADENZA_ALLOW_SHELL = env_bool("CADENZA_ALLOW_SHELL", False)
 # A run whose heartbeat is older than this is failed as "worker lost" by the reaper.
-# Distributed mode: web processes of `manage.py serve` (Django serves sync views on one
-# thread per process).
+# Distributed mode: web processes of `manage.py serve`, one per core by default.
 CADENZA_WEB_WORKERS = env_int("CADENZA_WEB_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
+# Threads per web process serving HTTP requests (config/asgi.py); each holds at most one
+# database connection while it serves a request.
+CADENZA_WEB_THREADS = env_int("CADENZA_WEB_THREADS", 6, minimum=1, maximum=64)
 # Every trigger evaluation is recorded ("why did or didn't this run"); kept this many days.
 CADENZA_TRIGGER_EVALUATION_DAYS = env_int(
     "CADENZA_TRIGGER_EVALUATION_DAYS", 7, minimum=1, maximum=3650
@@ -350,11 +376,18 @@ for _item in env_list("CADENZA_SQL_CONNECTIONS", []):
     _name, _, _url = _item.partition("=")
     if not _name or not _url:
         raise ImproperlyConfigured(f"CADENZA_SQL_CONNECTIONS item {_item!r}: use name=URL.")
-# Threads per web process serving HTTP requests (config/asgi.py); each holds at most one
-# database connection while it serves a request.
-CADENZA_WEB_THREADS = env_int("CADENZA_WEB_THREADS", 6, minimum=1, maximum=64)
     CADENZA_SQL_CONNECTIONS[_name] = f"sql_{_name}"
     DATABASES[f"sql_{_name}"] = database_from_url(_url, name=f"CADENZA_SQL_CONNECTIONS[{_name}]")
+# SQLite databases, made before SQLite makes them with the umask's mode; the WAL and shared
+# memory files it adds take the database's mode (those an older version left, the umask's).
+for _database in DATABASES.values():
+    _path = Path(_database["NAME"])
+    if _database["ENGINE"] != "django.db.backends.sqlite3" or not _path.parent.is_dir():
+        continue
+    _owner_only(_path)
+    for _left in (_path.with_name(_path.name + "-wal"), _path.with_name(_path.name + "-shm")):
+        if _left.exists():
+            _owner_only(_left)
 CADENZA_ABORT_POLL_SECONDS = 0.25  # how often a running run looks for an abort request
 
 # --- Secrets at rest, outbound HTTP and reporters -------------------------------------------

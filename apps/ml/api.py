@@ -17,6 +17,7 @@ from apps.ml.training import model_train
 from apps.ml.validation import model_errors
 from apps.projects.api import ProjectChildViewSet
 from apps.quality.api import raise_field_errors
+from apps.system.parsers import JSONField
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -54,7 +55,7 @@ class ActiveVersionField(serializers.IntegerField):
 
 class SavedModelSerializer(serializers.ModelSerializer):
     dataset = ProjectDatasetField()
-    params = serializers.JSONField(
+    params = JSONField(
         required=False, help_text='The algorithm\'s parameters, e.g. {"n_estimators": 100}.'
     )
     active_version = ActiveVersionField(

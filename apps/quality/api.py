@@ -40,6 +40,7 @@ from apps.quality.validation import (
     metric_errors,
     rule_errors,
 )
+from apps.system.parsers import JSONField
 
 CODE_REFUSED = "Writing a Python check needs the coder profile and the editor role."
 
@@ -345,7 +346,7 @@ class CheckViewSet(DatasetChildViewSet):
 
 class RuleSerializer(serializers.ModelSerializer):
     dataset = ProjectDatasetField()
-    params = serializers.JSONField(
+    params = JSONField(
         required=False,
         help_text='in_range: {"min": 0, "max": 100} · row_count: {"min": 1} (max optional) · '
         'in_set: {"values": ["a", "b"]} · regex: {"pattern": "[A-Z]+"} · others: {}',

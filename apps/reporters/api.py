@@ -39,6 +39,7 @@ from apps.reporters.transports import kind_choices
 from apps.reporters.validation import channel_clean, reporter_errors, writes_code
 from apps.runs.models import Run
 from apps.scenarios.api import ProjectScenarioField, ScenarioChildViewSet
+from apps.system.parsers import JSONField
 
 CODE_REFUSED = "A reporter that runs a command needs the coder profile and the editor role."
 
@@ -76,7 +77,7 @@ class ChannelAdminSerializer(ChannelSerializer):
     """A channel as superusers write it; ``secrets`` are write-only."""
 
     kind = serializers.ChoiceField(choices=kind_choices())
-    secrets = serializers.JSONField(
+    secrets = JSONField(
         write_only=True,
         required=False,
         help_text="A JSON object, validated per kind. Omit it to keep the stored secrets; "

@@ -31,6 +31,7 @@ from apps.scenarios.services import UNCHANGED, scenario_run_as, scenario_touch
 from apps.scenarios.steps import get_step_type, step_type_choices, validate_params
 from apps.scenarios.steps.catalogue import params_serializers, step_type_catalogue
 from apps.scenarios.validation import OUTCOMES, step_condition_errors, writes_script
+from apps.system.parsers import JSONField
 
 
 @extend_schema_field(
@@ -40,7 +41,7 @@ from apps.scenarios.validation import OUTCOMES, step_condition_errors, writes_sc
         resource_type_field_name=None,
     )
 )
-class StepParamsField(serializers.JSONField):
+class StepParamsField(JSONField):
     """The params of the step's ``type`` (see GET /api/v1/step-types/)."""
 
 

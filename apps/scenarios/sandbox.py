@@ -2,9 +2,9 @@
 
 The child gets a clean environment (no settings, secrets or credentials), a temporary
 working directory, resource limits, a wall-clock timeout and is killed, with everything it
-started, on abort. When the worker runs as root the child runs as an unprivileged account
-(``CADENZA_SANDBOX_USER``, default ``nobody``), so it can read neither the worker's
-``/proc/<pid>/environ`` nor files such as ``var/secret_key``.
+started, on abort. When the worker runs as root the child runs as a uid of its own, leased
+from ``CADENZA_SANDBOX_UIDS`` (``_Lease``), so it can read neither the worker's
+``/proc/<pid>/environ`` nor files such as ``var/secret_key``, nor anything of another child.
 
 Python children talk to the worker through ``cadenza.scenario`` over two pipes (JSON lines);
 ``handle_call(method, params)`` answers them.
@@ -13,6 +13,8 @@ Python children talk to the worker through ``cadenza.scenario`` over two pipes (
 from __future__ import annotations
 
 import ctypes
+import fcntl
+import grp
 import json
 import os
 import pwd
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -86,10 +89,122 @@ Handler = Callable[[str, dict], object]
 LineSink = Callable[[str], None]
 
 
-def _sandbox_account() -> pwd.struct_passwd | None:
-    if os.geteuid() != 0:
-        return None
-    return pwd.getpwnam(settings.CADENZA_SANDBOX_USER)
+class _Lease:
+    """A uid (and the gid of the same number) of ``CADENZA_SANDBOX_UIDS`` for one child.
+
+    No two children, of any worker process or project, hold the same one at once: sharing
+    one account, a child could read another's working folder (a recipe's input data),
+    signal it, or open its pipes to the worker through /proc and call as its run-as user.
+    A lease is a lock (``flock``) on a file of ``VAR_DIR``, which the kernel drops if the
+    worker dies. Ending, a lease clears what the child left (``_clear``) and marks the file
+    "clean"; a lease finding no mark (its worker died) clears first.
+    """
+
+    def __enter__(self) -> int:
+        folder = settings.VAR_DIR / "sandbox-uids"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for uid in settings.CADENZA_SANDBOX_UIDS:
+            if _names_an_account(uid):
+                continue
+            fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                if os.pread(fd, len(CLEAN), 0) != CLEAN:
+                    _clear(uid)
+                os.ftruncate(fd, 0)
+            except BaseException:
+                os.close(fd)
+                raise
+            self.uid, self.fd = uid, fd
+            return uid
+        raise RuntimeError(
+            f"Every uid of CADENZA_SANDBOX_UIDS ({len(settings.CADENZA_SANDBOX_UIDS)}) runs "
+            "a child already: widen the range."
+        )
+
+    def __exit__(self, *exc) -> None:
+        try:
+            _clear(self.uid)
+            os.pwrite(self.fd, CLEAN, 0)
+        finally:
+            os.close(self.fd)
+
+
+def _names_an_account(uid: int) -> bool:
+    """A user or group of this number would lend the child its files."""
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
+
+
+CLEAN = b"clean"
+# Folders where any account may create files: what a child left there goes with it.
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _clear(uid: int) -> None:
+    """Kill every process of ``uid`` and remove its files from the shared temporary folders,
+    so that nothing of one child meets the next to hold the uid."""
+    _kill_every_process_of(uid)
+    _remove_files_of(uid)
+
+
+def _kill_every_process_of(uid: int) -> None:
+    # kill(-1) sent as the uid reaches exactly its processes (all but the sender); again, for
+    # what a fork bomb was forking.
+    subprocess.run(
+        ["/bin/sh", "-c", "kill -s KILL -- -1; kill -s KILL -- -1; kill -s KILL -- -1"],
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _remove_files_of(uid: int) -> None:
+    for folder in {tempfile.gettempdir(), *SHARED_TEMP}:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)  # by descriptors: no symlink leads it astray
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+@contextmanager
+def _quarters():
+    """``(uid, workdir)`` of one child: the uid leased for it when the worker is root (else
+    None: the worker's own), and a private working folder. At the end the folder is removed,
+    then the lease kills every process of the uid, even one that left the child's session,
+    and removes what it left elsewhere."""
+    with ExitStack() as stack:
+        uid = stack.enter_context(_Lease()) if os.geteuid() == 0 else None
+        workdir = Path(tempfile.mkdtemp(prefix="cadenza-sandbox-"))
+        try:
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+            yield uid, workdir
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _world_reachable(path: Path) -> bool:
@@ -154,18 +269,17 @@ class Sandbox:
         self.cancel = cancel or threading.Event()
         self.limits = limits or Limits.from_settings()
         self.workdir: Path | None = None  # while a child runs: its working folder
-        self.account = _sandbox_account()
+        self.account: int | None = None  # while a child runs as a leased uid: that uid
 
     def share(self, path: Path) -> None:
         """Let the child read a file the worker wrote into its working folder."""
-        if self.account:
-            os.chown(path, self.account.pw_uid, self.account.pw_gid)
+        if self.account is not None:
+            os.chown(path, self.account, self.account)
 
     def run_python(self, code: str) -> SandboxResult:
-        account = _sandbox_account()
-        python, paths = _interpreter(account is not None)
-        with self._workdir(account) as workdir:
-            self.workdir = workdir
+        with _quarters() as (account, workdir):
+            python, paths = _interpreter(account is not None)
+            self.account, self.workdir = account, workdir
             shutil.copytree(LIB, workdir / ".cadenza")
             (workdir / "main.py").write_text(code)
             env = {"CADENZA_PATHS": os.pathsep.join([str(workdir / ".cadenza"), *paths])}
@@ -179,36 +293,24 @@ class Sandbox:
             return self._spawn(argv, workdir, account, env, rpc=True)
 
     def run_shell(self, command: str, env: dict[str, str]) -> SandboxResult:
-        account = _sandbox_account()
-        with self._workdir(account) as workdir:
+        with _quarters() as (account, workdir):
             return self._spawn(["/bin/sh", "-c", command], workdir, account, env, rpc=False)
 
     # -- internals ---------------------------------------------------------------------------
 
-    class _workdir:
-        def __init__(self, account):
-            self.account = account
-
-        def __enter__(self) -> Path:
-            self.path = Path(tempfile.mkdtemp(prefix="cadenza-sandbox-"))
-            if self.account:
-                os.chown(self.path, self.account.pw_uid, self.account.pw_gid)
-            return self.path
-
-        def __exit__(self, *exc):
-            shutil.rmtree(self.path, ignore_errors=True)
-
     def _spawn(self, argv, workdir: Path, account, extra_env: dict, *, rpc: bool) -> SandboxResult:
-        if account:
-            for path in workdir.rglob("*"):
-                os.chown(path, account.pw_uid, account.pw_gid)
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(workdir),
             "TMPDIR": str(workdir),
             "LANG": "C.UTF-8",
-            **extra_env,
         }
+        if account is not None:
+            for path in workdir.rglob("*"):
+                os.chown(path, account, account)
+            # A uid without an account: getpass.getuser() and the like read these first.
+            env["USER"] = env["LOGNAME"] = f"sandbox-{account}"
+        env.update(extra_env)
         pipes = _RpcPipes() if rpc else None
         if pipes:
             env["CADENZA_RPC_FDS"] = pipes.child_fds
@@ -224,9 +326,9 @@ class Sandbox:
             errors="replace",
             start_new_session=True,
             pass_fds=pipes.pass_fds if pipes else (),
-            user=account.pw_uid if account else None,
-            group=account.pw_gid if account else None,
-            extra_groups=[] if account else None,
+            user=account,
+            group=account,
+            extra_groups=[] if account is not None else None,
             preexec_fn=_confine_child(self.limits, account is not None),
         )
         threads = [_reader(process.stdout, self.on_stdout), _reader(process.stderr, self.on_stderr)]
@@ -247,6 +349,9 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 pass
         _kill_group(process)  # whatever the child left behind
+        threads[0].join(timeout=0.2)
+        if account is not None and threads[0].is_alive():  # a process outside its session
+            _kill_every_process_of(account)  # holds its output open
         for thread in threads:
             thread.join(timeout=2)
         return SandboxResult(process.returncode, timed_out, cancelled, time.monotonic() - started)

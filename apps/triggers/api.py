@@ -25,6 +25,7 @@ from rest_framework.response import Response
 from apps.projects import permissions
 from apps.projects.api import raise_api_validation
 from apps.scenarios.api import ProjectScenarioField, ScenarioChildViewSet
+from apps.system.parsers import JSONField
 from apps.triggers.kinds import TRIGGER_KINDS
 from apps.triggers.models import Trigger, TriggerEvaluation
 from apps.triggers.selectors import (
@@ -51,7 +52,7 @@ class KindField(serializers.CharField):
         resource_type_field_name=None,
     )
 )
-class TriggerParamsField(serializers.JSONField):
+class TriggerParamsField(JSONField):
     """The params of the trigger's ``kind`` (see GET /api/v1/trigger-kinds/)."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from config.env import (
     database_from_url,
     env_bool,
     env_int,
+    env_int_range,
     env_list,
     env_secret,
     redis_url,
@@ -63,6 +65,29 @@ def test_env_int_rejects_values_out_of_bounds(monkeypatch, raw, message):
     monkeypatch.setenv("CADENZA_COUNT", raw)
     with pytest.raises(ImproperlyConfigured, match=message):
         env_int("CADENZA_COUNT", 5, minimum=1, maximum=60)
+
+
+def test_env_int_range_reads_first_and_last_both_included(monkeypatch):
+    monkeypatch.setenv("CADENZA_IDS", " 2000-2009 ")
+    assert env_int_range("CADENZA_IDS", range(1), minimum=1000, maximum=5000) == range(2000, 2010)
+    monkeypatch.delenv("CADENZA_IDS")
+    assert env_int_range("CADENZA_IDS", range(7, 9), minimum=1, maximum=9) == range(7, 9)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("2000", "CADENZA_IDS='2000' is not a range: use FIRST-LAST"),
+        ("a-b", "is not a range"),
+        ("3000-2000", "the range must go up, from 1000 to 5000 at most"),
+        ("0-2000", "the range must go up"),
+        ("2000-9000", "the range must go up"),
+    ],
+)
+def test_env_int_range_rejects_odd_ranges(monkeypatch, raw, message):
+    monkeypatch.setenv("CADENZA_IDS", raw)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        env_int_range("CADENZA_IDS", range(1), minimum=1000, maximum=5000)
 
 
 def test_env_list_splits_and_strips(monkeypatch):
@@ -220,3 +245,19 @@ def test_distributed_mode_needs_a_secret_key(tmp_path):
         "ImproperlyConfigured: Distributed mode needs SECRET_KEY or SECRET_KEY_FILE."
         in result.stderr
     )
+
+
+def test_settings_make_the_database_and_project_files_private(tmp_path):
+    """Kept only for the account that runs Cadenza: user code runs as other accounts. Also
+    what an older version left readable to all (the umask's 0644 and 0755)."""
+    var = tmp_path / "var"
+    (var / "data").mkdir(parents=True, mode=0o755)
+    for name in ("cadenza.sqlite3", "cadenza.sqlite3-wal"):
+        (var / name).touch(mode=0o644)
+    result = _setup_django(tmp_path)
+    assert result.returncode == 0, result.stderr
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in var.iterdir()}
+    assert modes == {
+        "cadenza.sqlite3": 0o600, "cadenza.sqlite3-wal": 0o600, "secret_key": 0o600,
+        "data": 0o700, "models": 0o700, "exports": 0o700, "static": 0o755,
+    }  # fmt: skip

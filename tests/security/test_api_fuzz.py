@@ -1,15 +1,19 @@
 """Fuzzing every API operation from the project's own OpenAPI schema with Schemathesis.
 
-Requests go to the real WSGI application (middleware, token authentication, DRF) as the
-project owner, with ``Authorization: Token <key>``, against the populated SALES project.
+Requests go to the real WSGI application (middleware, token authentication, DRF) with
+``Authorization: Token <key>``, against the populated SALES project: as its owner, who gets
+past the permission checks into validation and the services, and, with fewer cases, as its
+reader (refused every write) and as the outsider (a member of HR only: 404 on SALES).
 Each operation gets cases of three kinds: bodies and query strings that fit the schema and
 ones that do not, on the fixture's real objects (path parameters pointing at them), and
 schema-fitting cases with generated path parameters. Every case runs in a savepoint that is
 rolled back, so each finds the project whole.
 
-What must hold: no 5xx (``not_a_server_error``), and every 4xx answers JSON that names a
-field or gives a reason (``errors_name_a_field_or_reason``). Bounded and deterministic:
-``EXAMPLES`` cases per operation and kind, derandomized, no example database.
+What must hold: no 5xx (``not_a_server_error``); every 4xx answers JSON that names a field
+or gives a reason (``errors_name_a_field_or_reason``); and no answer shows a row of a
+project the role is not a member of (``NOT_THEIRS``). Bounded and
+deterministic: a fixed number of cases per operation and kind, derandomized, no example
+database.
 """
 
 from __future__ import annotations
@@ -29,15 +33,21 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.security.conftest import World
+from apps.accounts.services import token_create
+from tests.security.conftest import HR_MARK, SALES_MARK, World
 from tests.security.routes import Route, openapi_schema
 from tests.security.test_api_matrix import path_values
 
 pytestmark = pytest.mark.timeout(300)
 
-# Per operation and kind of case (so three times this per operation); deeper runs:
+# Per operation and kind of case (so three times this per operation), for the owner; the
+# lower roles, mostly refused at once, get fewer. Deeper runs:
 # CADENZA_FUZZ_EXAMPLES=100 pytest tests/security/test_api_fuzz.py
 EXAMPLES = int(os.environ.get("CADENZA_FUZZ_EXAMPLES", "5"))
+ROLES = {"owner": EXAMPLES, "reader": max(1, EXAMPLES * 3 // 5),
+         "outsider": max(1, EXAMPLES * 3 // 5)}  # fmt: skip
+# The project whose rows each role may see (the marks of tests/security/conftest.py).
+NOT_THEIRS = {"owner": HR_MARK, "reader": HR_MARK, "outsider": SALES_MARK}
 SCHEMA = schemathesis.openapi.from_dict(copy.deepcopy(openapi_schema()))
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 
@@ -76,9 +86,9 @@ def errors_name_a_field_or_reason(ctx, response, case):
 
 @pytest.fixture
 def fuzzing(shared_world, db, no_dispatch, settings):
-    """The owner's token, the WSGI application, and no throttling (a fuzz is a runaway
-    script by design). The WSGI handler would close the test's connection at each request's
-    end, as Django's own test client prevents, so the same is done here."""
+    """The WSGI application and no throttling (a fuzz is a runaway script by design). The
+    WSGI handler would close the test's connection at each request's end, as Django's own
+    test client prevents, so the same is done here."""
     from config.wsgi import application
 
     rest = dict(settings.REST_FRAMEWORK)
@@ -86,8 +96,7 @@ def fuzzing(shared_world, db, no_dispatch, settings):
     settings.REST_FRAMEWORK = rest
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    world, _ = shared_world
-    yield world, application
+    yield shared_world, application
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
@@ -98,18 +107,21 @@ def steered_path(world: World, operation) -> dict:
     return {name: values[name] for name in route.params}
 
 
-def call(case, world: World, application):
+def call(case, world: World, application, key: str):
     world.restore_files()
-    headers = {"Authorization": f"Token {world.token_key}"}
+    headers = {"Authorization": f"Token {key}"}
     with transaction.atomic():
         response = case.call(app=application, headers=headers)
         transaction.set_rollback(True)
     return response
 
 
+@pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
-def test_fuzz_operation(fuzzing, operation):
-    world, application = fuzzing
+def test_fuzz_operation(fuzzing, operation, role):
+    (world, cast), application = fuzzing
+    key = world.token_key if role == "owner" else token_create(user=cast[role], name="fuzz")[1]
+    examples = ROLES[role]
     steered = steered_path(world, operation)
     kinds = st.one_of(
         operation.as_strategy(GenerationMode.POSITIVE, path_parameters=steered),
@@ -120,7 +132,7 @@ def test_fuzz_operation(fuzzing, operation):
     statuses: Counter[int] = Counter()
 
     @hypothesis_settings(
-        max_examples=3 * EXAMPLES,
+        max_examples=3 * examples,
         derandomize=True,
         database=None,
         deadline=None,
@@ -129,15 +141,17 @@ def test_fuzz_operation(fuzzing, operation):
     )
     @given(case=kinds)
     def fuzz(case):
-        response = call(case, world, application)
+        response = call(case, world, application, key)
         statuses[response.status_code] += 1
         try:
             case.validate_response(
                 response, checks=[not_a_server_error, errors_name_a_field_or_reason]
             )
+            if NOT_THEIRS[role] in response.content.decode(errors="replace"):
+                raise AssertionError(f"shows a row of a project {role} is not a member of")
         except Exception as error:  # collect them all: one run tells every bug
             failures.append(f"{case.as_curl_command()}\n  {str(error).strip()[:600]}")
 
     fuzz()
-    assert sum(statuses.values()) >= EXAMPLES, f"only {dict(statuses)} cases ran"
+    assert sum(statuses.values()) >= examples, f"only {dict(statuses)} cases ran"
     assert not failures, "\n".join(failures)

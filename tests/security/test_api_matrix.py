@@ -11,19 +11,25 @@ must say who may use it.
   the request was validated first);
 - a member at or above it: the success, or for an empty body the validation error, that
   ``SUCCESS`` gives for the route;
-- never a 5xx, and no response ever shows a row of the other project.
+- never a 5xx, and no response ever shows a row of the other project;
+- a refused write (POST, PUT, PATCH, DELETE) leaves every table of the database and every
+  file under the connection's folder and ``VAR_DIR`` as it found them (``Footprint``).
 
 Every request runs in a savepoint that is rolled back, so each role finds the project whole.
 """
 
 from __future__ import annotations
 
+import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from rest_framework.test import APIClient
 
 from apps.projects.models import Role
@@ -147,11 +153,56 @@ def outcome(rule, role: str) -> int | str:
     return "allowed" if MEMBER_ROLES[role] >= rule else 403
 
 
+UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+
+
+@cache
+def tables_query() -> str:
+    """One query: each table's row count and a sum of its rows' hashes (order-free)."""
+    quote = connection.ops.quote_name
+    return " UNION ALL ".join(
+        f"SELECT '{table}', count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) "
+        f"FROM {quote(table)} t"
+        for table in sorted(connection.introspection.table_names(include_views=False))
+    )
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a write could change: every table's rows, and the files of the connection's
+    folder and of ``VAR_DIR`` (datasets, model artifacts, exports)."""
+
+    roots: tuple[Path, ...]
+    tables: dict[str, tuple[int, int]]
+    files: dict[str, tuple[int, int]]  # size and hash of the content
+
+    @classmethod
+    def take(cls, root: Path) -> Footprint:
+        with connection.cursor() as cursor:
+            cursor.execute(tables_query())
+            tables = {name: (count, digest) for name, count, digest in cursor.fetchall()}
+        roots, files = (root, settings.VAR_DIR), {}
+        for top in roots:
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    content = Path(folder, name).read_bytes()
+                    files[os.path.join(folder, name)] = (len(content), hash(content))
+        return cls(roots, tables, files)
+
+    def changes(self) -> list[str]:
+        """What differs now: the tables, then the files."""
+        now = Footprint.take(self.roots[0])
+        tables = [name for name in self.tables if self.tables[name] != now.tables.get(name)]
+        files = {path for path, _ in set(self.files.items()) ^ set(now.files.items())}
+        return [f"table {name}" for name in tables] + [f"file {path}" for path in sorted(files)]
+
+
 @dataclass
 class Answer:
     status: int
     text: str
     json: object = None
+    changed: list[str] = field(default_factory=list)  # vs ``before``, when given
 
 
 # One client for every request: a new one would load the middleware (and WhiteNoise would
@@ -159,21 +210,26 @@ class Answer:
 CLIENT = APIClient()
 
 
-def ask(user, method: str, url: str) -> Answer:
-    """One request, in a savepoint rolled back afterwards; an exception is a 500."""
+def ask(user, method: str, url: str, *, before: Footprint | None = None) -> Answer:
+    """One request, in a savepoint rolled back afterwards; an exception is a 500. Given
+    ``before``, what the request changed is taken before the rollback."""
     client = CLIENT
     fresh = get_user_model().objects.get(pk=user.pk) if user is not None else None
     client.force_authenticate(fresh)  # a fresh user: no role cached by an earlier request
     body = {"data": {}, "format": "json"} if method in ("POST", "PUT", "PATCH") else {}
+    changed = []
     try:
         with transaction.atomic():
             response = getattr(client, method.lower())(url, **body)
+            if before is not None:
+                changed = before.changes()
             transaction.set_rollback(True)
     except Exception:
         return Answer(500, traceback.format_exc())
     text = response.content.decode(errors="replace")
     is_json = response.get("Content-Type", "").startswith("application/json")
-    return Answer(response.status_code, text, response.json() if is_json and text else None)
+    data = response.json() if is_json and text else None
+    return Answer(response.status_code, text, data, changed)
 
 
 def path_values(world: World, route: Route, project=None) -> dict:
@@ -209,6 +265,9 @@ def problems_of(route: Route, role: str, expected, answer: Answer) -> list[str]:
     elif answer.status != expected or set(answer.json or {}) != {"detail"}:
         found.append(f"{where}: expected {expected} with a detail, got {answer.status}: "
                      f"{answer.text[:300]}")  # fmt: skip
+    if expected != "allowed" and answer.changed:
+        found.append(f"{where}: refused ({answer.status}), yet changed "
+                     f"{', '.join(answer.changed)}")  # fmt: skip
     if HR_MARK in answer.text:
         found.append(f"{where}: shows a row of another project (HR)")
     if role in ("outsider", "anonymous") and SALES_MARK in answer.text:
@@ -227,7 +286,13 @@ def test_route_permissions(shared_world, db, no_dispatch, route):
     for role in ROLES:
         user = None if role == "anonymous" else cast[role]
         expected = outcome(rule, role)
-        found += problems_of(route, role, expected, ask(user, route.method, url))
+        watch = None
+        if route.method in UNSAFE:
+            world.restore_files()  # an allowed Clear deleted them; no rollback brings them back
+            if expected != "allowed":  # files an allowed write left (a model's artifact) stay
+                watch = Footprint.take(world.root)
+        answer = ask(user, route.method, url, before=watch)
+        found += problems_of(route, role, expected, answer)
     assert not found, "\n".join(found)
 
 
@@ -270,3 +335,27 @@ def test_every_expected_entry_is_a_route():
     """A stale entry hides a renamed route: the table lists exactly what exists."""
     names = {route.name for route in ROUTES}
     assert set(EXPECTED) - names == set()
+
+
+def test_a_refused_write_that_wrote_anyway_is_caught(shared_world, db, monkeypatch):
+    """The footprint itself: a view that writes (a row's field, a file) before refusing."""
+    from apps.projects.api import ProjectScoped
+    from apps.scenarios.models import Scenario
+
+    world, cast = shared_world
+    refuse = ProjectScoped.check_object_permissions
+
+    def write_then_refuse(self, request, obj):
+        Scenario.objects.filter(pk=obj.pk).update(description="written anyway")
+        (world.root / "written.txt").write_text("anyway")
+        refuse(self, request, obj)
+
+    monkeypatch.setattr(ProjectScoped, "check_object_permissions", write_then_refuse)
+    route = Route("PATCH", "/api/v1/projects/{project_key}/scenarios/{id}/")
+    before = Footprint.take(world.root)
+    answer = ask(cast["reader"], "PATCH", route.url(path_values(world, route)), before=before)
+    (world.root / "written.txt").unlink()
+    assert problems_of(route, "reader", 403, answer) == [
+        f"{route} as reader: refused (403), yet changed table scenarios_scenario, "
+        f"file {world.root / 'written.txt'}"
+    ]

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from rest_framework import serializers
 
 from apps.ml.models import SavedModel
 from apps.projects.models import Project
+from apps.system.parsers import JSONField
 from tests.security.test_api_matrix import CLIENT
 
 
@@ -102,3 +105,79 @@ def test_an_api_url_that_matches_no_route_is_a_json_404(shared_world, db):
         assert response.json() == {"detail": "Not found."}
     page = send(cast["owner"], "GET", "/nowhere/")
     assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+
+
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data; boundary=BoUnDaRy"
+
+
+def multipart(field: str, value: str) -> str:
+    return (f'--BoUnDaRy\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n'
+            f"{value}\r\n--BoUnDaRy--\r\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("content_type", [FORM, MULTIPART], ids=["form", "multipart"])
+@pytest.mark.parametrize(
+    ("user", "url", "field"),
+    [
+        ("owner", "/api/v1/projects/SALES/", "variables"),
+        ("owner", "scenarios/{scenario}/", "variables"),
+        ("owner", "steps/{step}/", "params"),
+        ("owner", "triggers/{trigger}/", "params"),
+        ("owner", "rules/{rule}/", "params"),
+        ("owner", "models/{model}/", "params"),
+        ("superuser", "/api/v1/connections/{connection}/", "config"),
+        ("superuser", "/api/v1/channels/{channel}/", "secrets"),
+    ],
+)
+def test_null_characters_escaped_in_a_json_form_field_are_a_400_naming_it(
+    shared_world, db, no_dispatch, user, url, field, content_type
+):
+    """A JSON field of a form body holds JSON text: an escaped NUL ("\\u0000") only appears
+    once the field decodes it, past the parser."""
+    world, cast = shared_world
+    ids = {name: world.sales[name].pk for name in ("scenario", "step", "trigger", "rule", "model")}
+    ids |= {"connection": world.connection.pk, "channel": world.channel.pk}
+    if not url.startswith("/"):
+        url = "/api/v1/projects/SALES/" + url
+    value = json.dumps({"a": "x\u0000y"})  # the JSON text holds the six characters \u0000
+    assert "\x00" not in value
+    body = urlencode({field: value}) if content_type == FORM else multipart(field, value)
+    response = send(cast[user], "PATCH", url.format(**ids), body, content_type)
+    assert response.status_code == 400, response.content
+    assert response.json() == {field: [f"Null characters are not allowed (at {field}.a)."]}
+
+
+def test_a_json_form_field_nested_too_deeply_is_a_400(shared_world, db):
+    world, cast = shared_world
+    body = urlencode({"variables": "[" * 100_000 + "]" * 100_000})
+    response = send(cast["owner"], "PATCH", "/api/v1/projects/SALES/", body, FORM)
+    assert response.status_code == 400, response.content
+    assert response.json() == {"variables": ["Nested too deeply."]}
+
+
+def api_serializers() -> list[type]:
+    """Every serializer class of the apps (importing the URLconf imports them all)."""
+    import config.urls  # noqa: F401
+
+    found, todo = [], [serializers.BaseSerializer]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            if sub.__module__.startswith("apps."):
+                found.append(sub)
+    return found
+
+
+def test_every_writable_json_field_of_the_api_refuses_null_characters():
+    """A plain DRF JSONField would let an escaped NUL of a form body reach PostgreSQL."""
+    plain = [
+        f"{cls.__module__}.{cls.__qualname__}.{name}"
+        for cls in api_serializers()
+        for name, field in cls().fields.items()
+        if isinstance(field, serializers.JSONField)
+        and not field.read_only
+        and not isinstance(field, JSONField)
+    ]
+    assert plain == []
+    assert len(api_serializers()) > 50  # the walk found the serializers
