@@ -15,7 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from config.asgi import django_application
+from config.asgi import http_application
 from config.routing import websocket_urlpatterns
 
 
@@ -35,7 +35,7 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
 
 application = ProtocolTypeRouter(
     {
-        "http": django_application,
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(
                 URLRouter([*websocket_urlpatterns, path("ws/bench/echo/", EchoConsumer.as_asgi())])

@@ -22,9 +22,10 @@ from django.conf import settings  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 
+http_application = WSGIMiddleware(django_application, workers=settings.CADENZA_WEB_THREADS)
 application = ProtocolTypeRouter(
     {
-        "http": WSGIMiddleware(django_application, workers=settings.CADENZA_WEB_THREADS),
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
