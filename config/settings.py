@@ -338,6 +338,11 @@ LOGGING = logging_config(log_format=CADENZA_LOG_FORMAT, level=env_str("LOG_LEVEL
 # --- Scenarios, runs and the sandbox -------------------------------------------------------------
 # A worker running as root runs each sandboxed child as a uid (and gid) of its own from this
 # range, belonging to no account: no two children share one (apps/scenarios/sandbox.py).
+if os.environ.get("CADENZA_SANDBOX_USER"):  # one shared account let children reach each other
+    raise ImproperlyConfigured(
+        "CADENZA_SANDBOX_USER is no longer read: a root worker runs each child as a uid of its "
+        "own from CADENZA_SANDBOX_UIDS (FIRST-LAST). Unset CADENZA_SANDBOX_USER."
+    )
 CADENZA_SANDBOX_UIDS = env_int_range(
     "CADENZA_SANDBOX_UIDS", range(2_000_000_000, 2_000_001_000), minimum=1000, maximum=2**31 - 2
 )

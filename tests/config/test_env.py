@@ -232,6 +232,13 @@ def test_settings_load_with_a_sane_environment(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_settings_refuse_the_retired_sandbox_user_setting(tmp_path):
+    result = _setup_django(tmp_path, CADENZA_SANDBOX_USER="nobody")
+    assert result.returncode != 0
+    assert "CADENZA_SANDBOX_USER is no longer read" in result.stderr
+    assert "CADENZA_SANDBOX_UIDS" in result.stderr
+
+
 def test_settings_refuse_debug_maybe(tmp_path):
     result = _setup_django(tmp_path, DEBUG="maybe")
     assert result.returncode != 0
