@@ -1,5 +1,10 @@
 """Throw-away local PostgreSQL and Redis servers on loopback, for tests, benchmarks and
 `make run-distributed`. Data lives in a folder of our own; nothing system-wide is touched.
+
+Both ask for a password over TCP: user code runs on the same machine (as other uids, in the
+sandbox), and loopback servers without one would let it in. The password is kept in the
+folder, readable by this account only, and never appears on a command line (which any
+account can read in /proc).
 """
 
 from __future__ import annotations
@@ -7,6 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -17,6 +23,18 @@ from pathlib import Path
 
 class ServiceError(RuntimeError):
     pass
+
+
+def _password(root: Path, owner: str | None = None) -> str:
+    """The server's password, made once and kept in ``root/password`` (mode 0600)."""
+    path = root / "password"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(24))
+    if owner:
+        shutil.chown(path, owner)
+    return path.read_text().strip()
 
 
 def free_port() -> int:
@@ -76,8 +94,12 @@ class Postgres:
     database: str = "cadenza"
 
     @property
+    def password(self) -> str:
+        return _password(self.root, "postgres" if _as_postgres_user() else None)
+
+    @property
     def url(self) -> str:
-        return f"postgres://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return f"postgres://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
 
     def start(self, timeout: float = 60) -> Postgres:
         self.port = self.port or free_port()
@@ -85,7 +107,10 @@ class Postgres:
         self.root.mkdir(parents=True, exist_ok=True)
         if sudo:
             shutil.chown(self.root, "postgres")
+        self.password  # made before initdb reads it  # noqa: B018
         if not (data / "PG_VERSION").exists():
+            # A cluster made before passwords keeps its trust rules; the URL's password is
+            # then simply not asked for.
             self._run(
                 [
                     *sudo,
@@ -94,7 +119,8 @@ class Postgres:
                     str(data),
                     "-U",
                     self.user,
-                    "--auth=trust",
+                    "--auth=scram-sha-256",  # TCP and the Unix socket alike
+                    f"--pwfile={self.root / 'password'}",
                     "--encoding=UTF8",
                     "--no-sync",
                 ]
@@ -125,6 +151,7 @@ class Postgres:
             [createdb, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, self.database],
             capture_output=True,
             text=True,
+            env={**os.environ, "PGPASSWORD": self.password},
         )
         if result.returncode and "already exists" not in result.stderr:
             raise ServiceError(f"createdb failed: {result.stderr.strip()}")
@@ -163,7 +190,7 @@ class Redis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{_password(self.root)}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20) -> Redis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -173,9 +200,14 @@ class Redis:
             )
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
+        config = self.root / "redis.conf"  # the password: not on the command line
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"requirepass {_password(self.root)}\n")
         self.process = subprocess.Popen(
             [
                 binary,
+                str(config),
                 "--port",
                 str(self.port),
                 "--bind",

@@ -16,6 +16,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -408,3 +409,27 @@ def test_what_the_child_of_a_dead_worker_left_goes_before_the_next_child(sandbox
     )
     assert ran.stdout == [f"{uid} shares its uid with 0"]
     assert left.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_user_code_cannot_use_the_loopback_database_or_broker_without_their_password():
+    """User code shares the worker's network: the servers beside it must ask for the
+    credentials it cannot read (devstack's PostgreSQL and Redis do; a deployment's must too,
+    docs/security.md). The child speaks their protocols on bare sockets."""
+    database = settings.DATABASES["default"]
+    redis = urlsplit(os.environ["REDIS_URL"])
+    code = (
+        "import socket, struct\n"
+        "params = b'user\\0' + b'cadenza\\0database\\0cadenza\\0\\0'\n"
+        "packet = struct.pack('!ii', 8 + len(params), 196608) + params\n"
+        f"pg = socket.create_connection(({database['HOST']!r}, {int(database['PORT'])}))\n"
+        "pg.sendall(packet)\n"
+        "kind, (length, code) = pg.recv(1), struct.unpack('!ii', pg.recv(8))\n"
+        "print('postgres', kind.decode(), code)\n"
+        f"broker = socket.create_connection(({redis.hostname!r}, {redis.port}))\n"
+        "broker.sendall(b'PING\\r\\n')\n"
+        "print('redis', broker.recv(64).decode().split()[0])\n"
+    )
+    ran = run(code)
+    assert ran.result.ok, ran.output
+    # AuthenticationSASL (10), not AuthenticationOk (0): the server wants a password.
+    assert ran.stdout == ["postgres R 10", "redis -NOAUTH"]
