@@ -10,6 +10,7 @@ from django.db import connection as django_connection
 
 from apps.flow.models import Connection, Dataset, Recipe
 from apps.flow.recipes import RecipeRun
+from apps.flow.services import connection_password_set
 
 RAW = """order_id,day,amount,status
 1,2026-01-01,10.5,ok
@@ -29,9 +30,10 @@ def files_connection(db):
 
 @pytest.fixture
 def pg_connection(db):
-    """The test PostgreSQL database, reached as any warehouse would be."""
+    """The test PostgreSQL database, reached as any warehouse would be (its password
+    stored as a connection's secret)."""
     settings_dict = django_connection.settings_dict
-    return Connection.objects.create(
+    connection = Connection(
         name="warehouse",
         kind="postgresql",
         config={
@@ -41,6 +43,9 @@ def pg_connection(db):
             "user": settings_dict["USER"],
         },
     )
+    connection_password_set(connection, password=settings_dict["PASSWORD"], clear=False)
+    connection.save()
+    return connection
 
 
 @pytest.fixture
