@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from apps.reporters.context import expression_names, facts, render, run_context
@@ -29,6 +29,11 @@ def reporters_listening(event: str) -> Exists:
     """Whether the outer run's scenario has a reporter for ``event``, as an annotation: the
     runner learns it in a query it makes anyway, and skips ``reporters_fire`` when not."""
     return Exists(Reporter.objects.filter(scenario_id=OuterRef("scenario_id"), **_listening(event)))
+
+
+def scenarios_with_reporters(event: str) -> QuerySet:
+    """The ids of the scenarios with a reporter for ``event``, as a subquery (the claim's)."""
+    return Reporter.objects.filter(**_listening(event)).order_by().values("scenario_id")
 
 
 def reporters_fire(run: Run, event: str, *, send_now: bool = False) -> list[Delivery]:

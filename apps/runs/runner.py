@@ -7,7 +7,6 @@ shell) kill them as soon as their ``cancel`` event is set.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -17,8 +16,7 @@ import traceback
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection
-from django.db.models import QuerySet
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from apps.runs.events import publish_log_lines, publish_run_state
@@ -54,9 +52,9 @@ IDLE_CHECK = 1.0  # seconds of a step after which the runner checks its connecti
 
 def run_execute(run_id: int) -> None:
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    if not run_claim(run_id, worker):
+    run = _claim(run_id, worker)
+    if run is None:
         return
-    run = _claimed_run(run_id)
     bind_run(run)
     publish_run_state(run)
     runner = Runner(run)
@@ -75,22 +73,19 @@ def run_execute(run_id: int) -> None:
             publish_log_lines(run_id, last_lines)
 
 
-def _claimed_run(run_id: int) -> Run:
-    """The run with what the runner reads of it, in one query: its scenario, project and
-    run-as user, and whether start reporters listen (mostly not: then none is looked up)."""
-    run = _claimed_runs().get(pk=run_id)
-    run.scenario.project = run.project  # the scenario's name reads it: not a second load
-    return run
-
-
-@functools.cache
-def _claimed_runs() -> QuerySet[Run]:
-    # Built once per process: building the subquery cost more CPU than running it.
-    from apps.reporters.services import reporters_listening
-
-    return Run.objects.select_related("scenario", "project", "run_as").annotate(
-        start_reporters=reporters_listening("start")
-    )
+def _claim(run_id: int, worker: str) -> Run | None:
+    """The claim is the task's first statement, made without a health check: a connection
+    that broke since the last task (a database restart) fails here, and is made anew. Had
+    the server applied the claim before the connection broke, the retry finds the run
+    claimed, and the reaper ends it (never heartbeated) as for a lost worker."""
+    try:
+        return run_claim(run_id, worker)
+    except (InterfaceError, OperationalError):
+        if connection.in_atomic_block:
+            raise
+        log.warning("run %s: the database connection broke; reconnecting", run_id)
+        connection.close()
+        return run_claim(run_id, worker)
 
 
 def _finish(run_id: int, status: str, message: str, variables: dict, walked: bool) -> bool:

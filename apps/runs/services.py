@@ -18,12 +18,13 @@ from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
+from apps.runs import claim
+from apps.runs.claim import WAITING_LANE
 from apps.runs.events import publish_run_state
 from apps.runs.models import ACTIVE_STATUSES, FINAL_STATUSES, Run, RunStatus, StepRun
 from apps.scenarios.models import Scenario
 
 log = logging.getLogger(__name__)
-WAITING_LANE = "q"  # a queue_one run waiting behind the active one
 SKIP_REASONS = {
     "skip": "a run is already active",
     "queue_one": "a run is already queued",
@@ -91,46 +92,65 @@ def run_start(
 
     The unique (scenario, lane) constraint decides under races, not a prior check.
     """
-    with transaction.atomic():
-        scenario = (
-            Scenario.objects.select_for_update().select_related("project").get(pk=scenario.pk)
-        )
-        # The steps' default ordering joins the scenario and the project: not needed for one.
-        definition = _definition(scenario, scenario.steps.order_by("position", "id"))
-        run = None
-        run_as_id = scenario.run_as_id or scenario.updated_by_id  # effective_run_as(), no query
-        for lane in _lanes(scenario):
-            try:
-                with transaction.atomic():
-                    scenario.run_counter += 1
-                    scenario.save(update_fields=["run_counter"])
-                    run = Run.objects.create(
-                        scenario=scenario,
-                        project=scenario.project,
-                        number=scenario.run_counter,
-                        lane=lane,
-                        trigger_kind=trigger_kind,
-                        trigger_name=trigger_name,
-                        trigger_params=trigger_params or {},
-                        started_by=user,
-                        run_as_id=run_as_id or (user.pk if user else None),
-                        parent_run=parent_run,
-                        definition=definition,
-                        variables={**scenario.project.variables, **scenario.variables},
-                        # Sent once committed: stamped here, not by an UPDATE before the send.
-                        dispatched_at=None if lane == WAITING_LANE else timezone.now(),
-                    )
-                break
-            except IntegrityError:
-                scenario.refresh_from_db(fields=["run_counter"])
-        if run is None:
-            active = scenario.runs.filter(status__in=ACTIVE_STATUSES).order_by("id").first()
-            reason = SKIP_REASONS[scenario.queue_policy].format(scenario=scenario)
-            return RunStart(None, reason, active)
-        if run.lane != WAITING_LANE:
-            transaction.on_commit(lambda: run_dispatch(run.pk, stamp=False))
-        transaction.on_commit(lambda: publish_run_state(run))
+    try:
+        with transaction.atomic():
+            scenario = (
+                Scenario.objects.select_for_update().select_related("project").get(pk=scenario.pk)
+            )
+            # The steps' default ordering joins the scenario and the project: not needed here.
+            definition = _definition(scenario, scenario.steps.order_by("position", "id"))
+            fields = {
+                "scenario": scenario,
+                "project": scenario.project,
+                "trigger_kind": trigger_kind,
+                "trigger_name": trigger_name,
+                "trigger_params": trigger_params or {},
+                "started_by": user,
+                # effective_run_as(), without a query
+                "run_as_id": scenario.run_as_id or scenario.updated_by_id or (user and user.pk),
+                "parent_run": parent_run,
+                "definition": definition,
+                "variables": {**scenario.project.variables, **scenario.variables},
+            }
+            run = _run_in_a_free_lane(scenario, fields)
+            if run.lane != WAITING_LANE:
+                transaction.on_commit(lambda: run_dispatch(run.pk, stamp=False))
+            transaction.on_commit(lambda: publish_run_state(run))
+    except _NoFreeLane:
+        active = scenario.runs.filter(status__in=ACTIVE_STATUSES).order_by("id").first()
+        reason = SKIP_REASONS[scenario.queue_policy].format(scenario=scenario)
+        return RunStart(None, reason, active)
     return RunStart(run)
+
+
+class _NoFreeLane(Exception):
+    pass
+
+
+def _run_in_a_free_lane(scenario: Scenario, fields: dict) -> Run:
+    """The run in the first lane the unique (scenario, lane) constraint lets it take. Only a
+    lane with another after it is tried in a savepoint: when the last one is taken, the
+    whole transaction (the run counter's increment with it) rolls back. So the default
+    policy, one lane, costs no savepoint."""
+    lanes = _lanes(scenario)
+    for lane in lanes:
+        last = lane == lanes[-1]
+        try:
+            with transaction.atomic(savepoint=not last):
+                scenario.run_counter += 1
+                scenario.save(update_fields=["run_counter"])
+                return Run.objects.create(
+                    **fields,
+                    number=scenario.run_counter,
+                    lane=lane,
+                    # Sent once committed: stamped here, not by an UPDATE before the send.
+                    dispatched_at=None if lane == WAITING_LANE else timezone.now(),
+                )
+        except IntegrityError:
+            if last:
+                raise _NoFreeLane from None
+            scenario.refresh_from_db(fields=["run_counter"])
+    raise AssertionError("unreachable: the last lane returns or raises")
 
 
 @dataclass(frozen=True)
@@ -265,15 +285,10 @@ def run_dispatch(run_id: int, *, stamp: bool = True) -> None:
         log.warning("could not dispatch run %s; the sweep will retry", run_id, exc_info=True)
 
 
-def run_claim(run_id: int, worker: str) -> bool:
-    """queued → running; exactly one caller wins (a redelivered message finds nothing)."""
-    now = timezone.now()
-    claimed = (
-        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED, lane__isnull=False)
-        .exclude(lane=WAITING_LANE)
-        .update(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker=worker)
-    )
-    return claimed == 1
+def run_claim(run_id: int, worker: str) -> Run | None:
+    """queued → running; exactly one caller wins (a redelivered message finds nothing).
+    The winner gets the run loaded as the runner reads it (``apps.runs.claim``)."""
+    return claim.run_claim(run_id, worker, timezone.now())
 
 
 def run_finish(

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.runs.models import ACTIVE_STATUSES, Run
@@ -69,6 +69,26 @@ def test_concurrent_starts_respect_the_queue_policy(
     assert sorted(active.values_list("number", flat=True)) == list(range(1, len(lanes) + 1))
     # Every run holding a real lane is dispatched; the one waiting in lane "q" is not.
     assert sorted(no_dispatch) == sorted(active.exclude(lane="q").values_list("pk", flat=True))
+
+
+@pytest.mark.parametrize("policy", ["skip", "queue_one"])
+def test_a_refused_start_in_the_callers_transaction_undoes_only_itself(
+    make_scenario, no_dispatch, policy
+):
+    """The last lane is tried without a savepoint of its own: a refusal rolls back
+    run_start's own block (the counter with it), never the caller's transaction."""
+    scenario = make_scenario(queue_policy=policy)
+    runs = [run_start(scenario=scenario).run for _ in range(2 if policy == "queue_one" else 1)]
+    with transaction.atomic():
+        scenario.variables = {"kept": True}
+        scenario.save(update_fields=["variables"])
+        refused = run_start(scenario=scenario)
+        assert refused.run is None and refused.active == runs[0]
+        scenario.refresh_from_db()  # the caller's transaction still works
+    assert scenario.variables == {"kept": True}
+    assert scenario.run_counter == len(runs)
+    after = run_finish(runs[0].pk, "success") and run_start(scenario=scenario).run
+    assert after is not None and after.number == len(runs) + 1
 
 
 def test_finishing_the_running_run_promotes_and_dispatches_the_waiting_one(

@@ -4,11 +4,12 @@ A one-step ``set_variables`` run is what the throughput benchmark measures; ever
 it makes is paid once per run by the worker. The counts pin what the runner needs, so that
 an extra lookup shows here instead of as a slower benchmark weeks later:
 
-run_execute: claim (UPDATE), load the run with its scenario, project, run-as user and
-whether start reporters listen (SELECT), the step run's insert and its result (INSERT,
-UPDATE), the log lines (INSERT), the end (UPDATE) and the ended run with its waiting run,
-end reporters and after-scenario triggers (SELECT). The lookups skipped when nothing listens
-are covered where something does (tests/reporters, tests/triggers, the queue policies).
+run_execute: the claim, which also loads the run with its scenario, project, run-as user
+and whether start reporters listen (one prepared UPDATE in a WITH; apps/runs/claim.py), the
+step run's insert and its result (INSERT, UPDATE), the log lines (INSERT), the end (UPDATE)
+and the ended run with its waiting run, end reporters and after-scenario triggers (SELECT).
+The lookups skipped when nothing listens are covered where something does (tests/reporters,
+tests/triggers, the queue policies).
 
 run_start (the web process, a trigger): the scenario locked with its project, its steps for
 the snapshot, the run counter, the run (stamped as dispatched: it is sent on commit).
@@ -30,11 +31,11 @@ from apps.runs.services import run_start
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 TRIVIAL = [{"name": "set", "type": "set_variables", "params": {"variables": {"x": 1}}}]
-RUN_EXECUTE_STATEMENTS = 11  # 7 statements, 2 transactions (BEGIN, COMMIT)
-RUN_START_STATEMENTS = 8  # 4 statements, a transaction and a savepoint
+RUN_EXECUTE_STATEMENTS = 10  # 6 statements, 2 transactions (BEGIN, COMMIT)
+RUN_START_STATEMENTS = 6  # 4 statements and a transaction: one lane needs no savepoint
 
 
-def test_a_trivial_run_costs_the_worker_seven_statements(make_scenario, no_dispatch):
+def test_a_trivial_run_costs_the_worker_six_statements(make_scenario, no_dispatch):
     warm = make_scenario(name="Warm-up", steps=TRIVIAL)  # first run: imports, caches
     run_execute(run_start(scenario=warm).run.pk)
     run = run_start(scenario=make_scenario(steps=TRIVIAL)).run
@@ -44,6 +45,7 @@ def test_a_trivial_run_costs_the_worker_seven_statements(make_scenario, no_dispa
 
     statements = [query["sql"] for query in executed.captured_queries]
     assert len(statements) <= RUN_EXECUTE_STATEMENTS, "\n".join(statements)
+    assert statements[0].startswith("EXECUTE cadenza_run_claim"), statements[0]  # prepared
     run.refresh_from_db()
     assert run.status == "success" and run.variables["x"] == 1
     assert list(run.step_runs.values_list("name", "status")) == [("set", "success")]
