@@ -95,14 +95,16 @@ class _Lease:
     No two children, of any worker process or project, hold the same one at once: sharing
     one account, a child could read another's working folder (a recipe's input data),
     signal it, or open its pipes to the worker through /proc and call as its run-as user.
-    A lease is a lock (``flock``) on a file of ``VAR_DIR``, which the kernel drops if the
+    A lease is a lock (``flock``) on a file of ``LEASES``, which the kernel drops if the
     worker dies. Ending, a lease clears what the child left (``_clear``) and marks the file
-    "clean"; a lease finding no mark (its worker died) clears first.
+    "clean"; a lease finding no mark (its worker died) clears first. The uids belong to the
+    machine, so their locks do too: two installations (or test sessions) with the same
+    range once leased the same uid, and one's clearing killed the other's child.
     """
 
     def __enter__(self) -> int:
-        folder = settings.VAR_DIR / "sandbox-uids"
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder = LEASES
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for uid in settings.CADENZA_SANDBOX_UIDS:
             if _names_an_account(uid):
                 continue
@@ -146,6 +148,7 @@ def _names_an_account(uid: int) -> bool:
 
 
 CLEAN = b"clean"
+LEASES = Path("/run/cadenza-sandbox-uids")  # machine-wide, emptied at boot (a clear first)
 # Folders where any account may create files: what a child left there goes with it.
 SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
 
@@ -352,8 +355,8 @@ class Sandbox:
         threads[0].join(timeout=0.2)
         if account is not None and threads[0].is_alive():  # a process outside its session
             _kill_every_process_of(account)  # holds its output open
-        for thread in threads:
-            thread.join(timeout=2)
+        for thread in threads:  # every writer is gone: they end at EOF, once scheduled
+            thread.join(timeout=10)  # (a loaded machine can take seconds: lines not lost)
         return SandboxResult(process.returncode, timed_out, cancelled, time.monotonic() - started)
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
+from apps.scenarios import sandbox
 from apps.scenarios.sandbox import Limits, Sandbox, SandboxResult
 from tests.processes import process_state, reap_session, wait_until
 
@@ -392,11 +393,21 @@ def test_user_code_cannot_read_the_embedded_database_nor_the_projects_files():
 
 
 @as_root
+def test_two_installations_on_one_machine_never_lease_the_same_uid(settings, tmp_path):
+    """The uids are the machine's: another VAR_DIR (installation, test session) with the
+    same range must not hold one at the same time (its clearing would kill our child)."""
+    with sandbox._Lease() as first:
+        settings.VAR_DIR = tmp_path
+        with sandbox._Lease() as second:
+            assert second != first
+
+
+@as_root
 def test_what_the_child_of_a_dead_worker_left_goes_before_the_next_child(sandbox_sessions):
     """A worker killed outright ends no lease cleanly: the next holder of the uid clears."""
     uid = settings.CADENZA_SANDBOX_UIDS[0]  # the next child's: this process holds no lease
-    (settings.VAR_DIR / "sandbox-uids").mkdir(mode=0o700, exist_ok=True)
-    (settings.VAR_DIR / "sandbox-uids" / str(uid)).write_bytes(b"")  # no "clean" mark
+    sandbox.LEASES.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (sandbox.LEASES / str(uid)).write_bytes(b"")  # no "clean" mark
     left = subprocess.Popen(["sleep", "60"], user=uid, group=uid, extra_groups=[],
                             start_new_session=True)  # fmt: skip
     sandbox_sessions.append(left.pid)
