@@ -25,8 +25,8 @@ from apps.scenarios.models import Scenario
 WAITING_LANE = "q"  # a queue_one run waiting behind the active one: not claimable yet
 # The claim is planned once per database session, not per run (planning the join took
 # longer than running it: 0.45 against 0.3 ms). A PREPARE lasts as long as the session and
-# survives a rollback; a pooler that resets sessions (PgBouncer's DISCARD ALL) would need
-# server_reset_query turned off (docs/operations.md).
+# survives a rollback; behind a pooler, workers need a session-mode pool (docs/operations.md,
+# "A connection pooler").
 PREPARED = "cadenza_run_claim"
 _prepared: weakref.WeakSet = weakref.WeakSet()  # the psycopg connections that hold it
 
