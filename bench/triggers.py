@@ -3,8 +3,13 @@
 1. Polled evaluation cycle: 10,000 enabled dataset-change triggers (one scenario each) on 100
    file datasets (folders of a filesystem connection, each watched by 100 triggers), all due.
    One cycle = `_evaluate_due_checks` (500 claimed per batch) until nothing is due. Wall time,
-   DB queries per cycle and per trigger (CaptureQueriesContext). Floors: the same 100 folder
-   fingerprints computed 10,000 times in a bare loop (no DB); for queries, those of the batch
+   evaluations per second (triggers evaluated / wall time), DB queries per cycle and per
+   trigger (CaptureQueriesContext), and CPU per cycle: each Django process's own
+   (time.process_time() around its share of the cycle) and the PostgreSQL server's (utime +
+   stime + cutime + cstime of the postmaster and its children, from /proc, over the cycle; with
+   two processes that includes their two backends' start). Floors: the same 100 folder
+   fingerprints computed 10,000 times in a bare loop (no DB), its wall and CPU time, and
+   PostgreSQL's CPU meanwhile (the server with no query); for queries, those of the batch
    claims alone (the part that grows with batches, not triggers). Target: a cycle ≤ 1 s.
 2. Midnight burst: hourly time triggers all due at the same slot, 1 s in the past;
    `triggers_tick()` called until none is due. Run.queued_at - slot (p50/p95/max). Floor: one
@@ -146,48 +151,74 @@ Trigger.objects.bulk_create(
              next_check_at=timezone.now() - timedelta(seconds=1))
      for i, scenario in enumerate(scenarios)], batch_size=2000)
 
+def postgres_cpu():
+    # CPU seconds the PostgreSQL server has used so far: the postmaster and its children
+    # (backends, walwriter, checkpointer, autovacuum), the reaped ones included (cutime).
+    postmaster, ticks = int(os.environ["BENCH_POSTMASTER"]), 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if postmaster in (int(stat.parent.name), int(fields[1])):
+            ticks += sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
 def cycle():
     claim_queries[0] = claims[0] = 0
+    connection.ensure_connection()
     with CaptureQueriesContext(connection) as ctx:
-        start = time.perf_counter()
+        postgres_before = postgres_cpu()
+        start, cpu_start = time.perf_counter(), time.process_time()
         # One `now` for the whole cycle: a cycle longer than the check interval (60 s) would
         # otherwise claim its own first batches again and never end.
         evaluated = services._evaluate_due_checks(timezone.now(), time.monotonic() + 600)
-        wall = time.perf_counter() - start
+        cpu, wall = time.process_time() - cpu_start, time.perf_counter() - start
+        postgres = postgres_cpu() - postgres_before
     batches = claims[0] - 1  # the last claim finds nothing due
     return {{"wall": wall, "evaluated": evaluated, "batches": batches,
              "queries": len(ctx.captured_queries), "claim_queries": claim_queries[0],
-             "top": top(ctx.captured_queries)}}
+             "top": top(ctx.captured_queries), "cpu": cpu, "postgres_cpu": postgres}}
 
 timers.clear()
 steady = cycle()  # nothing changed: every evaluation "unchanged"
 steady["timers"] = dict(timers)
 results = Counter(TriggerEvaluation.objects.values_list("result", flat=True))
 
-start = time.perf_counter()
+postgres_before = postgres_cpu()
+start, cpu_start = time.perf_counter(), time.process_time()
 for i in range(N):
     fingerprint(dataset_fingerprint(loaded[i % FOLDERS]))
-floor = time.perf_counter() - start
+floor, floor_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+floor_postgres = postgres_cpu() - postgres_before
 # The same cycle shared by two processes, as two workers' ticks share it (SKIP LOCKED).
 import multiprocessing
 from django.db import connections
 def share(now, results):
     connections.close_all()  # a forked child opens its own connection
-    results.put(services._evaluate_due_checks(now, time.monotonic() + 600))
+    connection.ensure_connection()  # as a worker's is: open before its tick
+    start = time.process_time()
+    evaluated = services._evaluate_due_checks(now, time.monotonic() + 600)
+    results.put({{"evaluated": evaluated, "cpu": time.process_time() - start}})
     connections.close_all()
 Trigger.objects.filter(kind="dataset_change").update(next_check_at=timezone.now())
 connections.close_all()
 fork = multiprocessing.get_context("fork")
 shared_results = fork.Queue()
+postgres_before = postgres_cpu()
 start = time.perf_counter()
 now = timezone.now()
 children = [fork.Process(target=share, args=(now, shared_results)) for _ in range(2)]
 [child.start() for child in children]
-counts = [shared_results.get(timeout=600) for _ in children]
+shares = [shared_results.get(timeout=600) for _ in children]
 shared_wall = time.perf_counter() - start
+shared_postgres = postgres_cpu() - postgres_before
 [child.join(60) for child in children]
-out["cycle"] = {{"steady": steady, "floor": floor, "results": dict(results),
-                 "shared": {{"wall": shared_wall, "counts": counts}}}}
+out["cycle"] = {{"steady": steady, "floor": floor, "floor_cpu": floor_cpu,
+                 "floor_postgres_cpu": floor_postgres, "results": dict(results),
+                 "shared": {{"wall": shared_wall, "counts": [s["evaluated"] for s in shares],
+                            "cpu": [s["cpu"] for s in shares],
+                            "postgres_cpu": shared_postgres}}}}
 
 # -- 2. midnight burst ------------------------------------------------------------------------
 Trigger.objects.filter(kind="dataset_change").update(enabled=False, next_check_at=None)
@@ -271,6 +302,8 @@ def run() -> list[Figure]:
         postgres, redis = stack.databases()
         env = distributed_env(stack.workdir / "var", postgres, redis)
         env.update(DJANGO_SETTINGS_MODULE="config.settings", BENCH_ROOT=str(stack.workdir / "data"))
+        pid_file = postgres.root / "pgdata" / "postmaster.pid"
+        env.update(BENCH_POSTMASTER=pid_file.read_text().split()[0])
         (stack.workdir / "data").mkdir()
         manage(env, "migrate", "--noinput", "-v0")
         code = SCRIPT.format(
@@ -320,6 +353,8 @@ def cycle_figures(cycle: dict) -> list[Figure]:
             ("value", 1.0),
             notes,
         ),
+        *rate_figures(cycle),
+        *cpu_figures(cycle),
         Figure(
             "triggers",
             f"DB queries per polled cycle, {label}",
@@ -340,6 +375,54 @@ def cycle_figures(cycle: dict) -> list[Figure]:
             {"value": steady["claim_queries"] / max(n, 1)},
             n,
         ),
+    ]
+
+
+def rate_figures(cycle: dict) -> list[Figure]:
+    steady, shared = cycle["steady"], cycle["shared"]
+    floor_name = f"bare loop: {FOLDERS} folder fingerprints per second (no DB)"
+    floor = {"value": steady["evaluated"] / cycle["floor"]}
+    return [
+        Figure(
+            "triggers",
+            f"evaluations per second, polled cycle, {processes}",
+            "triggers/s",
+            {"value": evaluated / wall},
+            floor_name,
+            floor,
+            evaluated,
+            notes={"wall_s": wall},
+        )
+        for processes, evaluated, wall in (
+            ("one process", steady["evaluated"], steady["wall"]),
+            ("shared by 2 processes", sum(shared["counts"]), shared["wall"]),
+        )
+    ]
+
+
+def cpu_figures(cycle: dict) -> list[Figure]:
+    """CPU seconds per polled cycle: the evaluating processes', then PostgreSQL's."""
+    steady, shared, n = cycle["steady"], cycle["shared"], cycle["steady"]["evaluated"]
+    django = (f"bare loop's CPU: {FOLDERS} folder fingerprints {n:,} times", cycle["floor_cpu"])
+    postgres = ("PostgreSQL's CPU during the bare loop (no query)", cycle["floor_postgres_cpu"])
+    rows = [
+        ("one process: the Django process", [steady["cpu"]], django),
+        ("2 processes: both Django processes", shared["cpu"], django),
+        ("one process: PostgreSQL (all its processes)", [steady["postgres_cpu"]], postgres),
+        ("2 processes: PostgreSQL (all its processes)", [shared["postgres_cpu"]], postgres),
+    ]
+    return [
+        Figure(
+            "triggers",
+            f"CPU per polled cycle, {n:,} triggers, {who}",
+            "s",
+            {"value": sum(seconds)},
+            floor_name,
+            {"value": floor},
+            n,
+            notes={"cpu_ms_per_trigger": sum(seconds) * 1000 / max(n, 1), "each_s": seconds},
+        )
+        for who, seconds, (floor_name, floor) in rows
     ]
 
 
