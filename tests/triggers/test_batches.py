@@ -3,6 +3,7 @@ batches, not with triggers (the scale targets of docs/triggers.md rest on this).
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -226,3 +227,80 @@ def test_a_one_second_check_is_made_every_tick_despite_jitter(
     assert checked == [1, 1, 0, 1, 1]
     trigger.refresh_from_db()
     assert trigger.next_check_at == due + timedelta(seconds=4.5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_batch_of_checks_is_shared_with_a_helper_claimer(
+    make_scenario, make_trigger, files_connection, edition, monkeypatch
+):
+    """A tick that finds a full batch due claims on two connections side by side: every
+    due check is evaluated exactly once, both claimers take batches, and the helper's
+    connection is closed when the tick ends."""
+    monkeypatch.setattr(services, "BATCH", 5)
+    edition("team")
+    (Path(files_connection.config["root"]) / "inbox").mkdir()
+    project = make_scenario().project
+    Dataset.objects.create(
+        project=project, name="inbox", connection=files_connection, format="csv", path="inbox"
+    )
+    triggers = [
+        make_trigger(make_scenario(name=f"s{i}"), "dataset_change", {"datasets": ["inbox"]})
+        for i in range(23)
+    ]
+    Trigger.objects.update(next_check_at=timezone.now() - timedelta(seconds=1))
+    # The main claimer's first batch waits until the helper holds one: both must take part.
+    helper_claimed = threading.Event()
+    evaluated_by, original = [], services.triggers_evaluate_many
+
+    def evaluate(due, now, **kwargs):
+        name = threading.current_thread().name
+        evaluated_by.append((name, [t.pk for t in due]))
+        if name.startswith("trigger-checks"):
+            helper_claimed.set()
+        elif len(evaluated_by) == 1:
+            assert helper_claimed.wait(10), "the helper claimer took no batch"
+        return original(due, now, **kwargs)
+
+    monkeypatch.setattr(services, "triggers_evaluate_many", evaluate)
+    backends = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    with connection.cursor() as cursor:
+        cursor.execute(backends)
+        (before,) = cursor.fetchone()
+        assert triggers_tick()["checks"] == 23
+        cursor.execute(backends)
+        (after,) = cursor.fetchone()
+    claimed = [pk for _, pks in evaluated_by for pk in pks]
+    assert sorted(claimed) == sorted(t.pk for t in triggers)  # each once
+    assert len({name.startswith("trigger-checks") for name, _ in evaluated_by}) == 2
+    assert after == before  # the helper's connection did not stay open
+    counts = TriggerEvaluation.objects.values_list("trigger_id", flat=True)
+    assert sorted(counts) == sorted(t.pk for t in triggers)
+
+
+def test_a_tick_inside_a_transaction_claims_alone(
+    make_scenario, make_trigger, files_connection, edition, monkeypatch
+):
+    """Inside a transaction (here the test's) a helper's connection could not see the due
+    rows: the tick's own thread claims every batch."""
+    monkeypatch.setattr(services, "BATCH", 5)
+    edition("team")
+    (Path(files_connection.config["root"]) / "inbox").mkdir()
+    Dataset.objects.create(
+        project=make_scenario().project,
+        name="inbox",
+        connection=files_connection,
+        format="csv",
+        path="inbox",
+    )
+    for i in range(12):
+        make_trigger(make_scenario(name=f"s{i}"), "dataset_change", {"datasets": ["inbox"]})
+    Trigger.objects.update(next_check_at=timezone.now() - timedelta(seconds=1))
+    threads, original = set(), services.triggers_evaluate_many
+
+    def evaluate(due, now, **kwargs):
+        threads.add(threading.current_thread().name)
+        return original(due, now, **kwargs)
+
+    monkeypatch.setattr(services, "triggers_evaluate_many", evaluate)
+    assert triggers_tick()["checks"] == 12
+    assert threads == {threading.current_thread().name}
