@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import functools
+
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import ApiToken, InstalledLicense, Profile, ProfileKind
+from apps.system import rows
 
 
 def profile_kind(user) -> str:
@@ -68,10 +72,8 @@ def token_authenticate(key: str) -> ApiToken | None:
     # Every API request comes through here: one plain lookup by the unique hash (the user's
     # state is checked on the row, not by a join in SQL), with the user's profile, which the
     # permission checks read.
-    tokens = ApiToken.objects.select_related("user", "user__cadenza_profile")
-    try:
-        token = tokens.get(key_hash=ApiToken.hash_key(key))
-    except ApiToken.DoesNotExist:
+    token = _token_with_user(ApiToken.hash_key(key))
+    if token is None:
         return None
     now = timezone.now()
     if not token.user.is_active or (token.expires_at and token.expires_at <= now):
@@ -80,3 +82,36 @@ def token_authenticate(key: str) -> ApiToken | None:
     if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token
+
+
+def _token_with_user(key_hash: str) -> ApiToken | None:
+    """``ApiToken.objects.select_related("user", "user__cadenza_profile").get(key_hash=…)``
+    in SQL written once per process: building that query took the ORM more CPU than the
+    database took to run it, on every API request (bench/api.py)."""
+    sql, layout = _token_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (token, user, profile), _ = rows.instances(row, layout)
+    ApiToken._meta.get_field("user").set_cached_value(token, user)
+    owner = Profile._meta.get_field("user")
+    owner.remote_field.set_cached_value(user, profile)  # None: user.cadenza_profile raises
+    if profile is not None:
+        owner.set_cached_value(profile, user)
+    return token
+
+
+@functools.cache
+def _token_sql() -> tuple[str, rows.Layout]:
+    quote = connection.ops.quote_name
+    users = get_user_model()
+    columns, layout = rows.select_list([(ApiToken, "t"), (users, "u"), (Profile, "p")])
+    sql = (
+        f"SELECT {columns} FROM {quote(ApiToken._meta.db_table)} t "
+        f"JOIN {quote(users._meta.db_table)} u ON u.id = t.user_id "
+        f"LEFT JOIN {quote(Profile._meta.db_table)} p ON p.user_id = u.id "
+        "WHERE t.key_hash = %s"
+    )
+    return sql, layout

@@ -21,6 +21,7 @@ from django.db import connection
 from apps.projects.models import Project
 from apps.runs.models import Run, RunStatus
 from apps.scenarios.models import Scenario
+from apps.system import rows
 
 WAITING_LANE = "q"  # a queue_one run waiting behind the active one: not claimable yet
 # The claim is planned once per database session, not per run (planning the join took
@@ -80,12 +81,8 @@ def _claim_and_load() -> tuple[str, list, list]:
     from apps.reporters.services import scenarios_with_reporters
 
     quote = connection.ops.quote_name
-    joined = [(Run, "r"), (Scenario, "s"), (Project, "p"), (get_user_model(), "u")]
-    layout = [(model, model._meta.concrete_fields) for model, _ in joined]
-    columns = ", ".join(
-        f"{alias}.{quote(field.column)}"
-        for (model, alias), (_, fields) in zip(joined, layout, strict=True)
-        for field in fields
+    columns, layout = rows.select_list(
+        [(Run, "r"), (Scenario, "s"), (Project, "p"), (get_user_model(), "u")]
     )
     listening, extra = scenarios_with_reporters("start").query.sql_with_params()
     statement = (
@@ -99,20 +96,8 @@ def _claim_and_load() -> tuple[str, list, list]:
 
 
 def _run_from_row(row: tuple, layout: list) -> Run:
-    """Model instances from the joined row, as the ORM makes them (its field converters,
-    ``from_db``), linked as ``select_related`` links them."""
-    instances, at = [], 0
-    for model, fields in layout:
-        values = []
-        for field, value in zip(fields, row[at : at + len(fields)], strict=True):
-            for convert in field.get_db_converters(connection):
-                value = convert(value, field, connection)
-            values.append(value)
-        at += len(fields)
-        names = [field.attname for field in fields]
-        missing = values[0] is None  # no run-as user: the LEFT JOIN's empty side
-        instances.append(None if missing else model.from_db(connection.alias, names, values))
-    run, scenario, project, run_as = instances
+    """The run and its related rows, linked as ``select_related`` links them."""
+    (run, scenario, project, run_as), at = rows.instances(row, layout)
     scenario.project = project
     run.scenario, run.project, run.run_as = scenario, project, run_as
     run.start_reporters = row[at]

@@ -100,3 +100,37 @@ def test_anonymous_cannot_list_or_create_tokens(db):
     assert APIClient().get(URL).status_code == 401
     assert APIClient().post(URL, {"name": "x"}).status_code == 401
     assert not ApiToken.objects.exists()
+
+
+@pytest.mark.parametrize("profile", ["coder", "reader", None])
+def test_the_lookup_loads_what_the_orm_loads_in_one_query(cast, profile, django_assert_num_queries):
+    """token_authenticate's hand-written SQL gives the token, its user and the user's
+    profile (or its absence) as select_related would: the same field values, and nothing
+    read later makes a query."""
+    from apps.accounts.models import Profile
+    from apps.accounts.services import token_authenticate
+
+    user = cast["owner"]
+    Profile.objects.filter(user=user).delete()
+    if profile:
+        Profile.objects.create(user=user, kind=profile)
+    token, key = token_create(user=user, name="ci", expires_at=timezone.now() + timedelta(1))
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())  # no touch write
+    expected = ApiToken.objects.select_related("user", "user__cadenza_profile").get(pk=token.pk)
+    with django_assert_num_queries(1):
+        found = token_authenticate(key)
+        if profile:
+            assert found.user.cadenza_profile.kind == profile
+            assert found.user.cadenza_profile.user is found.user
+        else:
+            with pytest.raises(Profile.DoesNotExist):
+                found.user.cadenza_profile  # noqa: B018 (the cached absence)
+
+    def fields(instance):
+        return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+    assert fields(found) == fields(expected)
+    assert fields(found.user) == fields(expected.user)
+    assert found._state.adding is False and found._state.db == "default"
+    assert found.expires_at.tzinfo is not None
+    assert token_authenticate(key + "x") is None
