@@ -13,12 +13,14 @@ from __future__ import annotations
 import functools
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Max, Model, Q, QuerySet
 from django.http import Http404
 
 from apps.accounts.models import ProfileKind
 from apps.accounts.services import profile_kind
 from apps.projects.models import Membership, Project, Role
+from apps.system import rows
 
 ACTIONS = ("view", "run", "change", "delete", "code", "admin")
 _ROLE_FOR_ACTION = {
@@ -82,7 +84,7 @@ def visible_project(user, key: str) -> Project:
     if user.is_superuser:
         found = list(Project.objects.filter(key=key))
     else:
-        found = list(Project.objects.raw(_visible_sql(), [key, user.pk, user.pk]))
+        found = _visible_project(key, user.pk)
     if not found:
         raise Http404("No Project matches the given query.")
     project = found[0]
@@ -90,15 +92,27 @@ def visible_project(user, key: str) -> Project:
     return project
 
 
+def _visible_project(key: str, user_id: int) -> list[Project]:
+    sql, layout = _visible_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key, user_id, user_id])
+        row = cursor.fetchone()
+    return [] if row is None else rows.instances(row, layout)[0]
+
+
 @functools.cache
-def _visible_sql() -> str:
-    project, membership = Project._meta.db_table, Membership._meta.db_table
-    user_groups = Membership.user.field.related_model.groups.through._meta.db_table
-    return (
-        f'SELECT * FROM "{project}" p WHERE p."key" = %s AND EXISTS ('
-        f'SELECT 1 FROM "{membership}" m WHERE m."project_id" = p."id" AND (m."user_id" = %s'
-        f' OR m."group_id" IN (SELECT "group_id" FROM "{user_groups}" WHERE "user_id" = %s)))'
+def _visible_sql() -> tuple[str, rows.Layout]:
+    quote = connection.ops.quote_name
+    membership = quote(Membership._meta.db_table)
+    user_groups = quote(Membership.user.field.related_model.groups.through._meta.db_table)
+    columns, layout = rows.select_list([(Project, "p")])
+    sql = (
+        f'SELECT {columns} FROM {quote(Project._meta.db_table)} p WHERE p."key" = %s AND '
+        f'EXISTS (SELECT 1 FROM {membership} m WHERE m."project_id" = p."id" AND '
+        f'(m."user_id" = %s OR m."group_id" IN '
+        f'(SELECT "group_id" FROM {user_groups} WHERE "user_id" = %s)))'
     )
+    return sql, layout
 
 
 def in_project(queryset: QuerySet, user, project: Project, action: str = "view") -> QuerySet:
