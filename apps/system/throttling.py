@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -27,8 +28,21 @@ from rest_framework.throttling import (
 log = logging.getLogger(__name__)
 
 
+# One round trip, atomic: Django's RedisCache would take three (add, then incr's exists + incr).
+_REDIS_COUNT = (
+    "local n = redis.call('INCR', KEYS[1]) "
+    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+)
+
+
 def _count(store, key: str, *, timeout: int) -> int:
     """Add one to a counter that expires `timeout` seconds after its first count."""
+    backend = caches[DEFAULT_CACHE_ALIAS] if store is cache else store  # not the proxy
+    if isinstance(backend, RedisCache):
+        # The value is the plain integer the cache's own incr keeps, under the cache's key.
+        full_key = backend.make_and_validate_key(key)
+        client = backend._cache.get_client(full_key, write=True)
+        return int(client.register_script(_REDIS_COUNT)(keys=[full_key], args=[timeout]))
     store.add(key, 0, timeout=timeout)
     try:
         return store.incr(key)

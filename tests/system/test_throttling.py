@@ -73,6 +73,31 @@ def test_the_user_rate_answers_429_past_the_limit(rates):
     assert 0 < int(throttled["Retry-After"]) <= DAY
 
 
+def test_a_count_is_one_redis_round_trip_and_expires(monkeypatch):
+    """A throttle's count is one atomic script call: the first count sets the expiry, the
+    value is the plain integer the cache reads back."""
+    from redis import Redis
+
+    from apps.system.throttling import _count
+
+    key = f"count-test-{uuid.uuid4().hex}"
+    assert _count(cache, key, timeout=30) == 1  # loads the script into Redis if needed
+    commands, original = [], Redis.execute_command
+
+    def counted(self, *args, **options):
+        commands.append(args[0])
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(Redis, "execute_command", counted)
+    assert [_count(cache, key, timeout=30) for _ in range(2)] == [2, 3]
+    monkeypatch.undo()
+    assert commands == ["EVALSHA", "EVALSHA"]
+    full_key = cache.make_and_validate_key(key)
+    assert cache.get(key) == 3
+    assert 0 < cache._cache.get_client(full_key).ttl(full_key) <= 30
+    cache.delete(key)
+
+
 def test_the_anonymous_rate_counts_per_address(rates, address):
     rates(anon="2/day", user="100/day")
     client = Client()
