@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.response import Response
 
+from apps.projects import permissions
 from apps.projects.api import ProjectChildReadOnlyViewSet
+from apps.runs.history import run_history_page
 from apps.runs.models import LogLine, Run, RunStatus, StepRun
 from apps.runs.services import run_abort
+from apps.system.renderers import FastJSONRenderer
 
 MAX_LOG_LIMIT = 5000
 
@@ -47,43 +51,6 @@ class StepRunSerializer(serializers.ModelSerializer):
         fields = ["id", "position", "name", "type", "attempt", "status", "started_at",
                   "finished_at", "output", "message", "error"]  # fmt: skip
         read_only_fields = fields
-
-
-# The columns the list reads for RunSerializer (with the related rows' names only).
-LIST_FIELDS = [
-    "id", "number", "project", "scenario", "scenario__name", "status", "trigger_kind",
-    "trigger_name", "trigger_params", "started_by__username", "run_as__username",
-    "parent_run", "queued_at", "started_at", "finished_at", "abort_requested_at",
-    "outcome_message",
-]  # fmt: skip
-
-
-TIMES = ("queued_at", "started_at", "finished_at", "abort_requested_at")
-
-
-def run_row(row: dict, tz=None) -> dict:
-    """One ``values(*LIST_FIELDS)`` row as RunSerializer renders the run. ``tz``: the current
-    time zone, looked up once per page by the caller (DRF's field looks it up per value)."""
-    tz = tz or timezone.get_current_timezone()
-    started, finished = row["started_at"], row["finished_at"]
-    return {
-        **{name: row[name] for name in ("id", "number", "scenario")},
-        "scenario_name": row["scenario__name"],
-        **{name: row[name] for name in ("status", "trigger_kind", "trigger_name")},
-        "trigger_params": row["trigger_params"],
-        "started_by": row["started_by__username"],
-        "run_as": row["run_as__username"],
-        "parent_run": row["parent_run"],
-        **{name: row[name] and _iso(row[name], tz) for name in TIMES},
-        "duration_seconds": (finished - started).total_seconds() if started and finished else None,
-        "outcome_message": row["outcome_message"],
-    }
-
-
-def _iso(value, tz) -> str:
-    """DRF's DateTimeField rendering (ISO 8601 in the current time zone, "Z" for UTC)."""
-    text = value.astimezone(tz).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class RunDetailSerializer(RunSerializer):
@@ -133,6 +100,41 @@ class RunCursorPagination(CursorPagination):
     page_size_query_param = None
 
 
+class RunPage:
+    """The runs a list page shows, through the three calls DRF's CursorPagination makes on a
+    queryset: ``order_by`` the ordering or its reverse, ``filter`` past the cursor's position,
+    and a slice (the offset, one row more than the page). So the cursors, offsets, reverse
+    pages and links stay DRF's own (tests/runs/test_api_rows.py pins them to the ORM's)."""
+
+    def __init__(self, project_id: int, filters: dict, descending=True, beyond=None):
+        self.project_id, self.filters = project_id, filters
+        self.descending, self.beyond = descending, beyond
+
+    def order_by(self, *ordering: str) -> RunPage:
+        if ordering not in (("-id",), ("id",)):
+            raise ValueError(f"The run list orders by id, not {ordering}.")
+        return RunPage(self.project_id, self.filters, ordering == ("-id",), self.beyond)
+
+    def filter(self, **lookup) -> RunPage:
+        ((name, position),) = lookup.items()
+        if name != ("id__lt" if self.descending else "id__gt"):
+            raise ValueError(f"The run list pages by id, not by {name}.")
+        try:  # the cursor's text, as the client sent it
+            beyond = int(position)
+        except (TypeError, ValueError):
+            raise NotFound(RunCursorPagination.invalid_cursor_message) from None
+        if not -(2**63) <= beyond < 2**63:
+            raise NotFound(RunCursorPagination.invalid_cursor_message)
+        return RunPage(self.project_id, self.filters, self.descending, beyond)
+
+    def __getitem__(self, window: slice) -> list[dict]:
+        offset = window.start or 0
+        return run_history_page(
+            self.project_id, self.filters, descending=self.descending, beyond=self.beyond,
+            offset=offset, limit=window.stop - offset,
+        )  # fmt: skip
+
+
 class RunViewSet(ProjectChildReadOnlyViewSet):
     """Runs of the project's scenarios, newest first. Readers see them and their logs;
     operators may abort them.
@@ -143,37 +145,24 @@ class RunViewSet(ProjectChildReadOnlyViewSet):
     queryset = Run.objects.select_related("scenario", "started_by", "run_as")
     serializer_class = RunSerializer
     pagination_class = RunCursorPagination
+    renderer_classes = [FastJSONRenderer, BrowsableAPIRenderer]
 
     def get_serializer_class(self):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
 
     def get_queryset(self):
         runs = super().get_queryset().order_by("-id")
-        if self.action == "retrieve":
-            runs = runs.prefetch_related("step_runs")
-        if self.action != "list":
-            return runs
-        # What RunSerializer shows and nothing more: not the snapshot (the steps with their
-        # code) nor the variables, and of the related rows only their names.
-        runs = runs.values(*LIST_FIELDS)
-        query = RunFilterSerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        filters = query.validated_data
-        lookups = {
-            "scenario": "scenario_id",
-            "status": "status",
-            "since": "queued_at__gte",
-            "until": "queued_at__lt",
-        }
-        return runs.filter(**{lookups[name]: value for name, value in filters.items()})
+        return runs.prefetch_related("step_runs") if self.action == "retrieve" else runs
 
     @extend_schema(parameters=[RunFilterSerializer])
     def list(self, request, *args, **kwargs):
-        # The busiest read of the API: rows go straight to RunSerializer's shape (the same
-        # output, tested) without a model instance and a serializer field per value.
-        page = self.paginate_queryset(self.get_queryset())
-        tz = timezone.get_current_timezone()
-        return self.get_paginated_response([run_row(row, tz) for row in page])
+        # The busiest read of the API: its page query is written once (apps/runs/history.py),
+        # and DRF's paginator drives it as it would drive a queryset.
+        project = self.get_project()  # first: an outsider learns nothing from a 400
+        query = RunFilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        runs = RunPage(permissions.viewable_rows_of(request.user, project), query.validated_data)
+        return self.get_paginated_response(self.paginate_queryset(runs))
 
     @extend_schema(request=None, responses={202: RunSerializer}, summary="Abort a run")
     @action(detail=True, methods=["post"], required_action="run")

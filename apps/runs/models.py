@@ -88,11 +88,15 @@ class Run(models.Model):
             ),
         ]
         # The history pages newest first by id (keyset), filtered by project, status and
-        # scenario: each filter the list API takes has an index that ends in -id.
+        # scenario: each filter the list API takes, and the two together, has an index that
+        # ends in -id. Without the one for a scenario and a status (a scenario's failures),
+        # PostgreSQL read ten rows of the project's failures, or of the scenario's runs, for
+        # each one the page showed: 5 ms of its CPU a page once the table outgrew its cache.
         indexes = [
             models.Index(fields=["project", "-id"], name="run_project_recent"),
             models.Index(fields=["project", "status", "-id"], name="run_project_status_recent"),
             models.Index(fields=["scenario", "-id"], name="run_scenario_recent"),
+            models.Index(fields=["scenario", "status", "-id"], name="run_scenario_status_recent"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
         ]
 

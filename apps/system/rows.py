@@ -22,12 +22,7 @@ def select_list(joined: list[tuple[type[Model], str]]) -> tuple[str, Layout]:
     layout = []
     for model, _ in joined:
         fields = list(model._meta.concrete_fields)
-        converters = []
-        for field in fields:
-            column = field.get_col(model._meta.db_table)
-            convert = connection.ops.get_db_converters(column)
-            converters.append((column, convert + column.get_db_converters(connection)))
-        layout.append((model, fields, converters))
+        layout.append((model, fields, [converters(field) for field in fields]))
     columns = ", ".join(
         f"{alias}.{quote(field.column)}"
         for (_, alias), (_, fields, _) in zip(joined, layout, strict=True)
@@ -36,15 +31,20 @@ def select_list(joined: list[tuple[type[Model], str]]) -> tuple[str, Layout]:
     return columns, layout
 
 
+def converters(field) -> tuple:
+    """The column of ``field`` and what turns its database value into the field's: the
+    backend's converters, then the field's, as the ORM's compiler applies them."""
+    column = field.get_col(field.model._meta.db_table)
+    return column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+
+
 def instances(row: tuple, layout: Layout) -> tuple[list[Model | None], int]:
     """One instance per model of ``layout`` (None for a LEFT JOIN's empty side: its primary
     key is NULL), and the index of the row's first column after them."""
     made, at = [], 0
-    for model, fields, converters in layout:
+    for model, fields, reads in layout:
         values = []
-        for (column, convert_all), value in zip(
-            converters, row[at : at + len(fields)], strict=True
-        ):
+        for (column, convert_all), value in zip(reads, row[at : at + len(fields)], strict=True):
             for convert in convert_all:
                 value = convert(value, column, connection)
             values.append(value)

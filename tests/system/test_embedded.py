@@ -172,6 +172,11 @@ RUN_STATUS = """
 from apps.runs.models import Run
 print(",".join(Run.objects.filter(scenario__name="Every hour").values_list("status", flat=True)))
 """
+TOKEN = """
+from django.contrib.auth import get_user_model
+from apps.accounts.services import token_create
+print(token_create(user=get_user_model().objects.get(username="admin"), name="check")[1])
+"""
 
 
 def test_a_due_time_trigger_runs_in_the_one_process(installation, embedded):
@@ -189,3 +194,18 @@ def test_a_due_time_trigger_runs_in_the_one_process(installation, embedded):
         return statuses == "success", statuses
 
     assert _poll(ran, "a run of the due trigger ending in success", embedded["log"]) == "success"
+
+    # The run list reads its page in SQL of its own (apps/runs/history.py): on SQLite too.
+    token = _manage(installation["env"], "shell", "-c", TOKEN).strip().splitlines()[-1]
+    response = requests.get(
+        f"{embedded['url']}/api/v1/projects/TICK/runs/",
+        params={"status": "success"},
+        headers={"Authorization": f"Token {token}"},
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    (run,) = response.json()["results"]
+    assert (run["scenario_name"], run["status"]) == ("Every hour", "success")
+    assert run["run_as"] == "admin"
+    assert run["trigger_kind"] == "time" and isinstance(run["trigger_params"], dict)
+    assert run["queued_at"].endswith("Z") and run["duration_seconds"] >= 0
