@@ -357,8 +357,11 @@ CADENZA_ALLOW_SHELL = env_bool("CADENZA_ALLOW_SHELL", False)
 # Distributed mode: web processes of `manage.py serve`, one per core by default.
 CADENZA_WEB_WORKERS = env_int("CADENZA_WEB_WORKERS", os.cpu_count() or 1, minimum=1, maximum=64)
 # Threads per web process serving HTTP requests (config/asgi.py); each holds at most one
-# database connection while it serves a request.
-CADENZA_WEB_THREADS = env_int("CADENZA_WEB_THREADS", 6, minimum=1, maximum=64)
+# database connection while it serves a request. Three overlap one another's database waits;
+# more only fight over the GIL with each other and with the event loop: at 50 API clients on
+# 2 cores, 4 or 6 threads served 160-170 requests/s at ~7 ms of CPU each, 3 threads 205-230
+# at ~6 ms (docs/performance.md).
+CADENZA_WEB_THREADS = env_int("CADENZA_WEB_THREADS", 3, minimum=1, maximum=64)
 # Every trigger evaluation is recorded ("why did or didn't this run"); kept this many days.
 CADENZA_TRIGGER_EVALUATION_DAYS = env_int(
     "CADENZA_TRIGGER_EVALUATION_DAYS", 7, minimum=1, maximum=3650
