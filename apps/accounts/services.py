@@ -90,7 +90,10 @@ def _token_with_user(key_hash: str) -> ApiToken | None:
     database took to run it, on every API request (bench/api.py)."""
     sql, layout = _token_sql()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key_hash])
+        if connection.vendor == "postgresql":  # planning took 5× executing (0.11, 0.02 ms)
+            rows.execute_prepared(cursor, "api_token", sql, [key_hash])
+        else:
+            cursor.execute(sql, [key_hash])
         row = cursor.fetchone()
     if row is None:
         return None

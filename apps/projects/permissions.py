@@ -95,7 +95,10 @@ def visible_project(user, key: str) -> Project:
 def _visible_project(key: str, user_id: int) -> list[Project]:
     sql, layout = _visible_sql()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [key, user_id, user_id])
+        if connection.vendor == "postgresql":  # planning took 4× executing (0.09, 0.02 ms)
+            rows.execute_prepared(cursor, "visible_project", sql, [key, user_id, user_id])
+        else:
+            cursor.execute(sql, [key, user_id, user_id])
         row = cursor.fetchone()
     return [] if row is None else rows.instances(row, layout)[0]
 
