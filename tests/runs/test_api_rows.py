@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
 from apps.runs.api import RunCursorPagination, RunFilterSerializer, RunSerializer
-from apps.runs.history import run_history_page
+from apps.runs.history import COLUMNS, run_history_page
 from apps.runs.models import Run
 from apps.scenarios.models import Scenario
 from apps.system.renderers import FastJSONRenderer
@@ -56,6 +56,11 @@ def test_a_list_row_is_what_the_serializer_renders(make_scenario, cast, zone):
     shown = json.loads(expected)
     assert shown[1]["queued_at"].endswith("Z") == (zone in ("UTC", "Atlantic/Reykjavik"))
     assert shown[1]["duration_seconds"] == 90.5 and shown[0]["started_by"] is None
+
+
+def test_the_page_reads_what_the_serializer_shows_in_its_order():
+    shown = [name for name in RunSerializer.Meta.fields if name != "duration_seconds"]
+    assert [name for name, *_ in COLUMNS] == shown
 
 
 def test_the_list_endpoint_serves_those_rows(make_scenario, cast, client):

@@ -27,6 +27,7 @@ PARIS = ZoneInfo("Europe/Paris")
         {"day": date(2024, 2, 29), "id": uuid.UUID(int=7), "money": Decimal("1.10")},
         {"lazy": gettext_lazy("Invalid cursor"), "span": timedelta(seconds=90.5)},
         {"text": 'é, 中, \u2028 and \u2029, "quoted" \\ \n', "nested": [1, {"a": None}]},
+        {"controls": "\t\b\f\r\x00\x01\x1f\x7f\ud7ff\ue000\U0001f600"},
         {"floats": [0.1, 90.5, 1.0, -0.0, 123456.789], "ints": [0, -1, 2**63 - 1]},
         ReturnDict({"results": [{"id": 1}], "next": None}, serializer=None),
         [],
