@@ -89,7 +89,8 @@ class Load:
     project: str
     token: str
     mixes: list[dict]
-    samples: list[tuple[float, float, str]] = field(default_factory=list)  # (sent, ms, kind)
+    # (sent, ms, kind, client number)
+    samples: list[tuple[float, float, str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     window: tuple[float, float] = (0.0, 0.0)
     server_cpu: dict[int, float] = field(default_factory=dict)  # seconds in the window, by pid
@@ -128,14 +129,14 @@ class Load:
             while time.monotonic() < self.window[1] and len(self.errors) < 10:
                 filters = self.mixes[turn % len(self.mixes)]
                 turn += 1
-                body = self.get(http, f"{first}?{urlencode(filters)}", "first page")
+                body = self.get(http, f"{first}?{urlencode(filters)}", "first page", number)
                 if body and body.get("next"):
                     following = urlsplit(body["next"])
-                    self.get(http, f"{following.path}?{following.query}", "next page")
+                    self.get(http, f"{following.path}?{following.query}", "next page", number)
         finally:
             http.close()
 
-    def get(self, http: HTTPConnection, path: str, kind: str) -> dict | None:
+    def get(self, http: HTTPConnection, path: str, kind: str, number: int) -> dict | None:
         sent = time.monotonic()
         try:
             http.request("GET", path, headers={"Authorization": f"Token {self.token}"})
@@ -151,12 +152,12 @@ class Load:
             self.errors.append(f"{response.status} {path}: {text[:200]!r}")
             return None
         if self.window[0] <= sent and sent + took / 1000 <= self.window[1]:
-            self.samples.append((sent, took, kind))
+            self.samples.append((sent, took, kind, number))
         return body
 
 
 def figures(load: Load, floor: list[float], seeded: dict, plans: dict) -> list[Figure]:
-    latencies = [took for _, took, _ in load.samples]
+    latencies = [took for _, took, _, _ in load.samples]
     seconds = load.window[1] - load.window[0]
     rate = len(latencies) / seconds
     floor_rate = 1000 / (sum(floor) / len(floor))
@@ -179,9 +180,17 @@ def figures(load: Load, floor: list[float], seeded: dict, plans: dict) -> list[F
         "postgres_cpu_ms_per_request": load.postgres_cpu * 1000 / max(len(latencies), 1),
         "client_cpu_ms_per_request": load.client_cpu * 1000 / max(len(latencies), 1),
         "by_kind": {
-            kind: distribution([took for _, took, k in load.samples if k == kind])
+            kind: distribution([took for _, took, k, _ in load.samples if k == kind])
             for kind in ("first page", "next page")
         },
+        # Each client's median, slowest first: a spread here is connections served unevenly.
+        "client_p50_ms": sorted(
+            (
+                distribution([took for _, took, _, n in load.samples if n == client])["p50"]
+                for client in {n for *_, n in load.samples}
+            ),
+            reverse=True,
+        ),  # fmt: skip
         "mixes": load.mixes,
         "explain": plans,
     }
