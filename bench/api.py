@@ -190,7 +190,7 @@ def figures(load: Load, floor: list[float], seeded: dict, plans: dict) -> list[F
                 for client in {n for *_, n in load.samples}
             ),
             reverse=True,
-        ),  # fmt: skip
+        ),
         "mixes": load.mixes,
         "explain": plans,
     }
