@@ -51,11 +51,11 @@ def _sql(recipe, inputs, outputs, run) -> dict[str, int]:
 
 
 def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> int:
-    con = duckdb.connect()
+    con = storage.duckdb_connect(datasets=inputs, files=[storage.staging_path(output)])
     try:
         for dataset in inputs:
             con.execute(
-                f"CREATE VIEW {quote(dataset.name)} AS SELECT * FROM "
+                f"CREATE TEMP VIEW {quote(dataset.name)} AS SELECT * FROM "
                 f"{storage.duckdb_source(dataset)}"
             )
         return storage.copy_query_to_files(output, con, recipe.code)
@@ -129,14 +129,14 @@ def _pick(datasets: dict[str, Dataset], name, role: str) -> Dataset:
 def _export(sandbox, dataset: Dataset) -> str:
     target = Path(sandbox.workdir) / f"in-{dataset.name}.parquet"
     schema, frames = storage.read_frames(dataset)
-    con = duckdb.connect()
+    con = storage.duckdb_connect(files=[target])
     columns = ", ".join(f"{quote(c['name'])} {c['type']}" for c in schema)
     con.execute(f"CREATE TABLE data ({columns})")
     for frame in frames:
         con.register("frame", frame)
         con.execute("INSERT INTO data SELECT * FROM frame")
         con.unregister("frame")
-    con.execute(f"COPY data TO {storage.literal(target)} (FORMAT parquet)")
+    con.execute(f"COPY data TO {storage.literal(target)} (FORMAT parquet, USE_TMP_FILE false)")
     con.close()
     sandbox.share(target)
     return str(target)
@@ -146,7 +146,7 @@ def _import(sandbox, dataset: Dataset, path: str) -> int:
     source = Path(path).resolve()
     if Path(sandbox.workdir).resolve() not in source.parents or not source.is_file():
         raise ValueError("write_dataset: the data file must be in the recipe's working folder")
-    con = duckdb.connect()
+    con = storage.duckdb_connect(files=[source])
     relation = con.sql(f"SELECT * FROM read_parquet({storage.literal(source)})")
     schema, frames = storage.relation_schema(relation), storage.relation_frames(relation)
     try:

@@ -6,7 +6,7 @@ import datetime
 import decimal
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,6 +65,37 @@ def files_of(dataset: Dataset) -> list[Path]:
     return [path] if path.is_file() else []
 
 
+def duckdb_connect(*, datasets: Iterable[Dataset] = (), files: Iterable[Path] = ()):
+    """A DuckDB connection that can open the files of ``datasets`` and the ``files`` given
+    (to read or to write), and nothing else: no other file, folder, URL, extension or
+    secret, and no setting can change once made (``lock_configuration``).
+
+    User SQL (a recipe's, a metric's) runs here, in the worker's own process, which can
+    read the settings' secrets and the database's credentials: DuckDB's own access control
+    is its sandbox. Without it an editor's SQL read ``/proc/self/environ`` and wrote any file
+    the worker may write (tests/security/test_user_sql.py).
+    """
+    allowed = [str(path) for dataset in datasets for path in files_of(dataset)]
+    allowed += [str(path) for path in files]
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    try:
+        con.execute("SET allowed_paths = $1", [allowed])  # before access is turned off
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def staging_path(dataset: Dataset) -> Path:
+    """Where a file dataset's new data is written before it replaces the old in one rename."""
+    target = files_path(dataset)
+    return target.with_name(f".{target.name}.writing")
+
+
 def duckdb_source(dataset: Dataset) -> str:
     files = files_of(dataset)
     if not files:
@@ -96,6 +127,7 @@ def sql_connect(connection: Connection):
         db = sqlite3.connect(
             config.get("path") or str(settings.VAR_DIR / f"{connection.name}.db"), timeout=20
         )
+        db.set_authorizer(_within_its_file)
     else:
         db = psycopg.connect(
             host=config.get("host", "127.0.0.1"),
@@ -113,6 +145,14 @@ def sql_connect(connection: Connection):
         raise
     finally:
         db.close()
+
+
+def _within_its_file(action: int, *_) -> int:
+    """User SQL on a SQLite connection stays in that connection's file: ATTACH (and with it
+    VACUUM INTO) would open or write any other, Cadenza's own database among them."""
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
 
 
 def connection_test(connection: Connection) -> str:
@@ -173,7 +213,7 @@ def relation_frames(relation) -> Iterator[pd.DataFrame]:
 def read_frames(dataset: Dataset) -> tuple[list[dict], Iterator[pd.DataFrame]]:
     """The schema and the rows of a dataset, in pandas batches."""
     if not dataset.connection.is_sql:
-        con = duckdb.connect()
+        con = duckdb_connect(datasets=[dataset])
         relation = con.sql(f"SELECT * FROM {duckdb_source(dataset)}")
 
         def batches():
@@ -189,7 +229,7 @@ def read_frames(dataset: Dataset) -> tuple[list[dict], Iterator[pd.DataFrame]]:
 def read_schema(dataset: Dataset) -> list[dict]:
     """Columns and types, reading as little as possible (and closing what it opened)."""
     if not dataset.connection.is_sql:
-        with duckdb.connect() as con:
+        with duckdb_connect(datasets=[dataset]) as con:
             return relation_schema(con.sql(f"SELECT * FROM {duckdb_source(dataset)} LIMIT 0"))
     schema, frames = _read_sql(dataset, limit=1)
     for _ in frames:  # drain, so the generator's finally closes the connection
@@ -238,17 +278,16 @@ def write_frames(dataset: Dataset, schema: list[dict], frames) -> int:
 
 
 def _write_files(dataset: Dataset, schema: list[dict], frames) -> int:
-    target = files_path(dataset)
+    target, staging = files_path(dataset), staging_path(dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.writing")
-    con = duckdb.connect()
+    con = duckdb_connect(files=[staging])
     columns = ", ".join(f"{quote(c['name'])} {c['type']}" for c in schema)
     con.execute(f"CREATE TABLE out ({columns})")
     for frame in frames:
         con.register("frame", frame)
         con.execute("INSERT INTO out SELECT * FROM frame")
         con.unregister("frame")
-    options = "FORMAT parquet" if dataset.format == Dataset.Format.PARQUET else "HEADER, FORMAT csv"
+    options = _copy_options(dataset)
     con.execute(f"COPY out TO {literal(staging)} ({options})")
     rows = con.execute("SELECT count(*) FROM out").fetchone()[0]
     con.close()
@@ -257,12 +296,19 @@ def _write_files(dataset: Dataset, schema: list[dict], frames) -> int:
     return rows
 
 
+def _copy_options(dataset: Dataset) -> str:
+    # Straight into the staging file: DuckDB's own temporary file beside an existing one (a
+    # crashed build's) is a path the connection may not write (duckdb_connect).
+    kind = "FORMAT parquet" if dataset.format == Dataset.Format.PARQUET else "HEADER, FORMAT csv"
+    return f"{kind}, USE_TMP_FILE false"
+
+
 def copy_query_to_files(dataset: Dataset, con, sql: str) -> int:
-    """Write a DuckDB query straight into a file dataset (no round trip through Python)."""
-    target = files_path(dataset)
+    """Write a DuckDB query straight into a file dataset (no round trip through Python).
+    ``con`` must allow the dataset's ``staging_path``."""
+    target, staging = files_path(dataset), staging_path(dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.writing")
-    options = "FORMAT parquet" if dataset.format == Dataset.Format.PARQUET else "HEADER, FORMAT csv"
+    options = _copy_options(dataset)
     rows = con.execute(f"COPY ({sql}) TO {literal(staging)} ({options})").fetchone()[0]
     _remove(target)
     staging.rename(target)  # readers never see a half-written file
@@ -306,7 +352,7 @@ def query_rows(dataset: Dataset, template: str) -> list[tuple]:
     if not dataset.connection.is_sql:
         sql = template.replace("{source}", duckdb_source(dataset))
         try:
-            with duckdb.connect() as con:
+            with duckdb_connect(datasets=[dataset]) as con:
                 return con.execute(sql).fetchall()
         except duckdb.Error as error:
             raise FlowError(f"{dataset.name}: {error}") from None

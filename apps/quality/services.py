@@ -32,9 +32,9 @@ def _select(dataset: Dataset, expressions: list[str]) -> list:
 def _custom_sql(dataset: Dataset, metric: Metric):
     if not dataset.connection.is_sql:
         try:
-            with duckdb.connect() as con:
+            with storage.duckdb_connect(datasets=[dataset]) as con:
                 con.execute(
-                    f"CREATE VIEW {quote(dataset.name)} AS SELECT * FROM "
+                    f"CREATE TEMP VIEW {quote(dataset.name)} AS SELECT * FROM "
                     f"{storage.duckdb_source(dataset)}"
                 )
                 row = con.execute(metric.sql).fetchone()

@@ -1,0 +1,147 @@
+"""An editor's SQL — a recipe's or a custom metric's — runs in the worker's own process, not in
+the sandbox: DuckDB (over files) and SQLite must keep it to the datasets it was given.
+
+Before `storage.duckdb_connect`, a metric's ``COPY … TO`` wrote any file the worker may write
+(a ``.pth`` file in the virtualenv is code run by the next process) and a recipe's
+``read_text('/proc/self/environ')`` copied the worker's secrets into a dataset.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from apps.flow import build as engine
+from apps.flow.models import Connection, Dataset, Recipe
+from apps.flow.recipes import RecipeRun
+from apps.flow.storage import FlowError, sql_connect
+from apps.quality.models import Metric
+from apps.quality.services import metrics_compute
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+SECRET = "hr-payroll-4711"  # in the other project's file only
+
+
+@pytest.fixture
+def files(tmp_path, project, other_project):
+    """SALES's orders and HR's payroll on one shared folder connection."""
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "orders.csv").write_text("id,amount\n1,10\n2,32\n")
+    (root / "payroll.csv").write_text(f"name,salary\nalice,{SECRET}\n")
+    connection = Connection.objects.create(
+        name="files", kind="filesystem", config={"root": str(root)}
+    )
+    orders = Dataset.objects.create(project=project, name="orders", connection=connection,
+                                    format="csv", path="orders.csv")  # fmt: skip
+    Dataset.objects.create(project=other_project, name="payroll", connection=connection,
+                           format="csv", path="payroll.csv")  # fmt: skip
+    out = Dataset.objects.create(project=project, name="report", connection=connection,
+                                 format="csv", path="report.csv")  # fmt: skip
+    return {"root": root, "orders": orders, "out": out}
+
+
+def build(files, code: str) -> Path:
+    recipe, _ = Recipe.objects.update_or_create(
+        project=files["orders"].project, name="report", defaults={"kind": "sql", "code": code}
+    )
+    recipe.inputs.set([files["orders"]])
+    recipe.outputs.set([files["out"]])
+    run = RecipeRun(log=lambda *args, **kwargs: None, cancel=threading.Event(), timeout=60)
+    engine.build([Dataset.objects.get(pk=files["out"].pk)], "force", run)
+    return files["root"] / "report.csv"
+
+
+def test_a_recipe_reads_its_inputs_and_writes_its_output(files):
+    written = build(files, "SELECT sum(amount) AS total FROM orders")
+    assert written.read_text().split() == ["total", "42"]
+    # A build that died mid-write left its staging file: the next one writes over it.
+    (files["root"] / ".report.csv.writing").write_text("half")
+    assert build(files, "SELECT count(*) AS n FROM orders").read_text().split() == ["n", "2"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "SELECT content FROM read_text('/proc/self/environ')",  # SECRET_KEY, database password
+        "SELECT * FROM read_csv('{root}/payroll.csv')",  # the other project's data, same folder
+        "SELECT * FROM read_csv('{root}/../data/payroll.csv')",
+        "SELECT * FROM glob('{root}/*')",
+        "SELECT content FROM read_text('{settings}')",
+        "SELECT * FROM read_csv('http://127.0.0.1:9/data.csv')",
+    ],
+)
+def test_a_recipe_cannot_reach_past_its_datasets(files, code):
+    code = code.format(root=files["root"], settings=Path(settings.BASE_DIR) / "config/settings.py")
+    with pytest.raises(FlowError, match=r"SQL recipe report: Permission Error") as refused:
+        build(files, code)
+    assert SECRET not in str(refused.value) and settings.SECRET_KEY not in str(refused.value)
+    assert not (files["root"] / "report.csv").exists()
+    assert not (files["root"] / ".report.csv.writing").exists()
+
+
+def test_a_custom_metric_counts_its_dataset(files):
+    Metric.objects.create(dataset=files["orders"], name="big", kind="sql",
+                          sql="SELECT count(*) FROM orders WHERE amount > 20")  # fmt: skip
+    assert metrics_compute(files["orders"]) == {"big": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        ("COPY (SELECT 42 AS x) TO '{target}'", "Permission Error"),
+        ("EXPORT DATABASE '{root}/export'", "Permission Error"),
+        ("ATTACH '{root}/stolen.duckdb' AS stolen", "Permission Error"),
+        ("SELECT count(*) FROM read_csv('{root}/payroll.csv')", "Permission Error"),
+        ("INSTALL httpfs", "Permission Error"),
+        ("LOAD httpfs", "Permission Error"),
+        ("SET enable_external_access = true", "Cannot change configuration option"),
+        ("SET allowed_directories = ['/']", "Cannot change configuration option"),
+        ("SET memory_limit = '1TB'", "Cannot change configuration option"),
+    ],
+)
+def test_a_custom_metric_cannot_write_attach_install_or_unlock(files, sql, error):
+    target = files["root"] / "pwned.csv"
+    Metric.objects.create(dataset=files["orders"], name="evil", kind="sql",
+                          sql=sql.format(target=target, root=files["root"]))  # fmt: skip
+    with pytest.raises(FlowError, match=f"Metric evil: .*{error}"):
+        metrics_compute(files["orders"])
+    assert sorted(path.name for path in files["root"].iterdir()) == ["orders.csv", "payroll.csv"]
+
+
+@pytest.fixture
+def sqlite_dataset(tmp_path, project):
+    """A SQLite connection beside another database (Cadenza's own, in the embedded mode)."""
+    other = tmp_path / "cadenza.sqlite3"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE auth_user (password TEXT)")
+        db.execute("INSERT INTO auth_user VALUES ('pbkdf2$secret')")
+    path = tmp_path / "warehouse.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE sales (amount INTEGER)")
+        db.execute("INSERT INTO sales VALUES (10), (32)")
+    connection = Connection.objects.create(name="dwh", kind="sqlite", config={"path": str(path)})
+    dataset = Dataset.objects.create(project=project, name="sales", connection=connection,
+                                     format="table", table="sales")  # fmt: skip
+    return dataset, other
+
+
+def test_sql_on_a_sqlite_connection_stays_in_its_file(sqlite_dataset, tmp_path):
+    dataset, other = sqlite_dataset
+    Metric.objects.create(dataset=dataset, name="total", kind="sql",
+                          sql="SELECT sum(amount) FROM sales")  # fmt: skip
+    assert metrics_compute(dataset) == {"total": 42.0}
+    for sql in (f"ATTACH '{other}' AS cadenza", f"VACUUM INTO '{tmp_path}/copy.sqlite3'"):
+        with (
+            sql_connect(dataset.connection) as db,
+            pytest.raises(sqlite3.DatabaseError, match="not authorized|authorization denied"),
+        ):
+            db.execute(sql)
+    assert not (tmp_path / "copy.sqlite3").exists()
+    Metric.objects.filter(dataset=dataset).update(sql=f"ATTACH '{other}' AS cadenza")
+    with pytest.raises(FlowError, match="Metric total: not authorized"):
+        metrics_compute(dataset)
