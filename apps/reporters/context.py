@@ -1,4 +1,11 @@
-"""What reporter templates and conditions see of a run."""
+"""What reporter templates and conditions see of a run: plain values, never model instances.
+
+An editor writes the templates. Given the run itself, ``{{ run.started_by.password }}`` or
+``{% for d in project.datasets.all %}{{ d.connection.secrets }}{% endfor %}`` rendered
+password hashes and decrypted connection secrets into the message
+(tests/reporters/test_templates_see_plain_values.py). So ``run``, ``scenario`` and ``project``
+are ``View``s: the fields listed below, each a plain value, and the object's name as text.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,63 @@ from apps.scenarios.models import variable_name
 # Plain-text messages: no HTML escaping of names and log lines.
 ENGINE = Engine(autoescape=False)
 LOG_TAIL = 20
+
+
+class View(dict):
+    """A model instance for templates: named plain values, and ``str()`` the instance's."""
+
+    def __init__(self, text: str, values: dict):
+        super().__init__(values)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _username(user) -> str:
+    return user.get_username() if user is not None else ""
+
+
+def project_view(project) -> View:
+    values = {"id": project.pk, "pk": project.pk, "key": project.key, "name": project.name,
+              "description": project.description}  # fmt: skip
+    return View(str(project), values)
+
+
+def scenario_view(scenario, project: View) -> View:
+    values = {
+        "id": scenario.pk,
+        "pk": scenario.pk,
+        "name": scenario.name,
+        "description": scenario.description,
+        "kind": scenario.kind,
+        "project": project,
+    }
+    return View(str(scenario), values)
+
+
+def run_view(run: Run, scenario: View, project: View) -> View:
+    values = {
+        "id": run.pk,
+        "pk": run.pk,
+        "number": run.number,
+        "status": run.status,
+        "outcome_message": run.outcome_message,
+        "trigger_kind": run.trigger_kind,
+        "trigger_name": run.trigger_name,
+        "trigger_params": run.trigger_params,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_seconds": run.duration_seconds,
+        # Called by the template engine when a template names them: a query only then.
+        "started_by": lambda: _username(run.started_by),
+        "run_as": lambda: _username(run.run_as),
+        "parent_run": run.parent_run_id,
+        "scenario": scenario,
+        "project": project,
+    }
+    return View(str(run), values)
 
 
 def run_url(run: Run) -> str:
@@ -55,11 +119,13 @@ def run_context(run: Run, event: str) -> dict:
         .order_by("-seq")
         .values_list("message", flat=True)[:LOG_TAIL]
     )[::-1]
+    project = project_view(run.project)
+    scenario = scenario_view(run.scenario, project)
     context = {
         "event": event,
-        "run": run,
-        "scenario": run.scenario,
-        "project": run.project,
+        "run": run_view(run, scenario, project),
+        "scenario": scenario,
+        "project": project,
         "outcome": outcome,
         "previousOutcome": previous,
         "consecutiveFailures": failures,
@@ -85,7 +151,10 @@ def expression_names(context: dict) -> dict:
         key: value for key, value in context.items() if key not in ("run", "scenario", "project")
     }
     names.update(context["variables"] or {})
-    names["scenarioName"], names["projectKey"] = context["scenario"].name, context["project"].key
+    names["scenarioName"], names["projectKey"] = (
+        context["scenario"]["name"],
+        context["project"]["key"],
+    )
     return names
 
 
@@ -94,10 +163,10 @@ def facts(context: dict) -> dict:
     run = context["run"]
     return {
         "event": context["event"],
-        "project": context["project"].key,
-        "scenario": context["scenario"].name,
-        "run_id": run.pk,
-        "run_number": run.number,
+        "project": context["project"]["key"],
+        "scenario": context["scenario"]["name"],
+        "run_id": run["id"],
+        "run_number": run["number"],
         "outcome": context["outcome"],
         "previous_outcome": context["previousOutcome"],
         "trigger": context["trigger"]["kind"],
@@ -108,7 +177,8 @@ def facts(context: dict) -> dict:
 
 
 def render(template: str, context: dict) -> str:
-    return ENGINE.from_string(template).render(Context(context))
+    # Context escapes HTML unless told otherwise, whatever the engine says.
+    return ENGINE.from_string(template).render(Context(context, autoescape=False))
 
 
 def check_template(template: str) -> None:
