@@ -97,7 +97,7 @@ def build(targets: list[Dataset], mode: str, run: recipe_runner.RecipeRun) -> li
     for recipe in plan(targets, mode):
         run.log(f"Recipe {recipe.name} ({recipe.kind}) started")
         rows = recipe_runner.execute(recipe, run)
-        dataset_mark_built(recipe, rows)
+        dataset_mark_built(recipe, rows, run.schemas)
         run.log(
             f"Recipe {recipe.name} wrote "
             + ", ".join(f"{name}: {count} rows" for name, count in rows.items())
@@ -106,10 +106,12 @@ def build(targets: list[Dataset], mode: str, run: recipe_runner.RecipeRun) -> li
     return done
 
 
-def dataset_mark_built(recipe: Recipe, rows: dict[str, int]) -> None:
+def dataset_mark_built(recipe: Recipe, rows: dict[str, int], schemas: dict | None = None) -> None:
+    """``schemas``: what the recipe learnt of its outputs' schemas (taken); the others are
+    read from the new data."""
     now = timezone.now()
     for dataset in recipe.outputs.all():
-        schema = storage.read_schema(dataset)
+        schema = (schemas or {}).pop(dataset.name, None) or storage.read_schema(dataset)
         Dataset.objects.filter(pk=dataset.pk).update(
             built_at=now, built_by=recipe, row_count=rows.get(dataset.name), schema=schema
         )

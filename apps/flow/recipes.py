@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -23,6 +23,9 @@ class RecipeRun:
     log: Callable[..., None]
     cancel: threading.Event
     timeout: float | None = None
+    # Output dataset name → the schema its recipe learnt while writing it (the build engine
+    # then need not read the new data again to store it).
+    schemas: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def execute(recipe: Recipe, run: RecipeRun) -> dict[str, int]:
@@ -40,7 +43,8 @@ def _sql(recipe, inputs, outputs, run) -> dict[str, int]:
         raise FlowError(f"SQL recipe {recipe.name} must have exactly one output.")
     output = outputs[0]
     if not output.connection.is_sql and not any(d.connection.is_sql for d in inputs):
-        return {output.name: _sql_duckdb(recipe, inputs, output)}
+        rows, run.schemas[output.name] = _sql_duckdb(recipe, inputs, output)
+        return {output.name: rows}
     connections = {d.connection_id for d in [*inputs, output]}
     if len(connections) != 1:
         raise FlowError(
@@ -50,7 +54,7 @@ def _sql(recipe, inputs, outputs, run) -> dict[str, int]:
     return {output.name: _sql_in_database(recipe, output)}
 
 
-def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> int:
+def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> tuple[int, list]:
     con = storage.duckdb_connect(datasets=inputs, files=[storage.staging_path(output)])
     try:
         for dataset in inputs:

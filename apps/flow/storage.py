@@ -100,6 +100,10 @@ def duckdb_source(dataset: Dataset) -> str:
     files = files_of(dataset)
     if not files:
         raise FlowError(f"{dataset} has no data (never built, or its files are missing).")
+    return _reader(dataset, files)
+
+
+def _reader(dataset: Dataset, files: list[Path]) -> str:
     names = "[" + ", ".join(literal(p) for p in files) + "]"
     if dataset.format == Dataset.Format.PARQUET:
         return f"read_parquet({names})"
@@ -303,16 +307,18 @@ def _copy_options(dataset: Dataset) -> str:
     return f"{kind}, USE_TMP_FILE false"
 
 
-def copy_query_to_files(dataset: Dataset, con, sql: str) -> int:
-    """Write a DuckDB query straight into a file dataset (no round trip through Python).
-    ``con`` must allow the dataset's ``staging_path``."""
+def copy_query_to_files(dataset: Dataset, con, sql: str) -> tuple[int, list[dict]]:
+    """Write a DuckDB query straight into a file dataset (no round trip through Python):
+    the rows written, and the schema that readers of the file will see (read on ``con``,
+    which must allow the dataset's ``staging_path``: a connection less to make)."""
     target, staging = files_path(dataset), staging_path(dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
     options = _copy_options(dataset)
     rows = con.execute(f"COPY ({sql}) TO {literal(staging)} ({options})").fetchone()[0]
+    schema = relation_schema(con.sql(f"SELECT * FROM {_reader(dataset, [staging])} LIMIT 0"))
     _remove(target)
     staging.rename(target)  # readers never see a half-written file
-    return rows
+    return rows, schema
 
 
 def _write_sql(dataset: Dataset, schema: list[dict], frames) -> int:

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from apps.flow import build as engine
+from apps.flow import storage
 from apps.flow.models import Dataset, Recipe
 from apps.flow.storage import FlowError, sql_connect
 
@@ -42,6 +43,9 @@ def test_missing_builds_the_whole_chain_and_the_data_is_right(orders_flow, recip
     clean = fresh(orders_flow["clean"])
     assert clean.row_count == 4 and clean.built_by.name == "clean"
     assert [c["name"] for c in clean.schema] == ["order_id", "day", "amount"]
+    # The SQL recipe's own reading of the file it wrote: what any reader detects in it.
+    assert clean.schema == storage.read_schema(clean)
+    assert [c["type"] for c in clean.schema] == ["BIGINT", "DATE", "DOUBLE"]
     assert "3 days" in recipe_run[1]
     assert ran(orders_flow, "missing", recipe_run) == []
     assert ran(orders_flow, "required", recipe_run) == []
