@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 
@@ -131,7 +131,7 @@ def _pick(datasets: dict[str, Dataset], name, role: str) -> Dataset:
 
 
 def _export(sandbox, dataset: Dataset) -> str:
-    target = Path(sandbox.workdir) / f"in-{dataset.name}.parquet"
+    target = sandbox.share(f"in-{dataset.name}.parquet")
     schema, frames = storage.read_frames(dataset)
     con = storage.duckdb_connect(files=[target])
     columns = ", ".join(f"{quote(c['name'])} {c['type']}" for c in schema)
@@ -142,18 +142,23 @@ def _export(sandbox, dataset: Dataset) -> str:
         con.unregister("frame")
     con.execute(f"COPY data TO {storage.literal(target)} (FORMAT parquet, USE_TMP_FILE false)")
     con.close()
-    sandbox.share(target)
+    sandbox.give(target)
     return str(target)
 
 
 def _import(sandbox, dataset: Dataset, path: str) -> int:
-    source = Path(path).resolve()
-    if Path(sandbox.workdir).resolve() not in source.parents or not source.is_file():
-        raise ValueError("write_dataset: the data file must be in the recipe's working folder")
-    con = storage.duckdb_connect(files=[source])
-    relation = con.sql(f"SELECT * FROM read_parquet({storage.literal(source)})")
-    schema, frames = storage.relation_schema(relation), storage.relation_frames(relation)
     try:
-        return storage.write_frames(dataset, schema, frames)
+        descriptor = sandbox.open_childs_file(path)
+    except ValueError as error:
+        raise ValueError(f"write_dataset: {error}") from None
+    source = f"/proc/self/fd/{descriptor}"  # the file opened, whatever its name leads to now
+    try:
+        con = storage.duckdb_connect(files=[source])
+        relation = con.sql(f"SELECT * FROM read_parquet({storage.literal(source)})")
+        schema, frames = storage.relation_schema(relation), storage.relation_frames(relation)
+        try:
+            return storage.write_frames(dataset, schema, frames)
+        finally:
+            con.close()
     finally:
-        con.close()
+        os.close(descriptor)

@@ -19,6 +19,7 @@ import json
 import os
 import pwd
 import resource
+import secrets
 import shutil
 import signal
 import stat
@@ -210,6 +211,18 @@ def _quarters():
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@contextmanager
+def _handover_folder():
+    """The worker's folder for files it hands a child: others may pass through it (0711), not
+    list it nor create, rename or remove anything in it; each file is the child's alone."""
+    folder = Path(tempfile.mkdtemp(prefix="cadenza-handover-"))
+    try:
+        folder.chmod(0o711)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _world_reachable(path: Path) -> bool:
     """Can any user read ``path``? (Every parent must be world-traversable.)"""
     path = path.resolve()
@@ -273,16 +286,45 @@ class Sandbox:
         self.limits = limits or Limits.from_settings()
         self.workdir: Path | None = None  # while a child runs: its working folder
         self.account: int | None = None  # while a child runs as a leased uid: that uid
+        self.handover: Path | None = None  # while a child runs: where the worker leaves files
 
-    def share(self, path: Path) -> None:
-        """Let the child read a file the worker wrote into its working folder."""
+    def share(self, name: str) -> Path:
+        """A new file for the worker to write and the child to read: in a folder of the
+        worker's, never the child's working folder. There the child could have put a symlink
+        at the name, and the worker (root) would have written through it, then handed the
+        file it points to over to the child (tests/security/test_sandbox_files.py)."""
+        return self.handover / f"{secrets.token_hex(8)}-{name}"  # the same name twice: two files
+
+    def give(self, path: Path) -> None:
+        """Let the child read ``path`` (from ``share``), once the worker has written it."""
         if self.account is not None:
-            os.chown(path, self.account, self.account)
+            os.chown(path, self.account, self.account, follow_symlinks=False)
+
+    def open_childs_file(self, path: str) -> int:
+        """A read-only descriptor of a regular file the child wrote in its working folder.
+        The name is only followed to a file of the child's own: a symlink at the end is
+        refused, and one on the way (the child may swap its folders at any moment) can
+        only lead to a file that the child's account owns."""
+        source = Path(path)
+        if not source.is_absolute():
+            source = self.workdir / source
+        if self.workdir.resolve() not in source.resolve().parents:
+            raise ValueError("the data file must be in the recipe's working folder")
+        try:
+            descriptor = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as error:
+            raise ValueError(f"cannot open the data file: {error.strerror}") from None
+        info = os.fstat(descriptor)
+        owner = os.geteuid() if self.account is None else self.account
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner:
+            os.close(descriptor)
+            raise ValueError("the data file must be a file the recipe wrote")
+        return descriptor
 
     def run_python(self, code: str) -> SandboxResult:
-        with _quarters() as (account, workdir):
+        with _quarters() as (account, workdir), _handover_folder() as handover:
             python, paths = _interpreter(account is not None)
-            self.account, self.workdir = account, workdir
+            self.account, self.workdir, self.handover = account, workdir, handover
             shutil.copytree(LIB, workdir / ".cadenza")
             (workdir / "main.py").write_text(code)
             env = {"CADENZA_PATHS": os.pathsep.join([str(workdir / ".cadenza"), *paths])}
