@@ -125,13 +125,16 @@ def data_changed_at(dataset: Dataset) -> datetime.datetime | None:
 
 
 @contextmanager
-def sql_connect(connection: Connection):
+def sql_connect(connection: Connection, *, read_only: bool = False):
+    """A DB-API connection to ``connection``'s database, committed at the end (rolled back on
+    error). ``read_only``: for SQL that must only read (a trigger's query, a metric's): the
+    database itself refuses writes, and nothing is committed."""
     config = connection.config
     if connection.kind == Connection.Kind.SQLITE:
         db = sqlite3.connect(
             config.get("path") or str(settings.VAR_DIR / f"{connection.name}.db"), timeout=20
         )
-        db.set_authorizer(_within_its_file)
+        db.set_authorizer(_reads_only if read_only else _within_its_file)
     else:
         db = psycopg.connect(
             host=config.get("host", "127.0.0.1"),
@@ -141,14 +144,41 @@ def sql_connect(connection: Connection):
             password=connection.secrets.get("password") or None,
             connect_timeout=10,
         )
+        db.read_only = read_only  # every transaction of the session: BEGIN READ ONLY
     try:
         yield db
-        db.commit()
+        if read_only:
+            db.rollback()
+        else:
+            db.commit()
     except Exception:
         db.rollback()
         raise
     finally:
         db.close()
+
+
+def read_only_rows(connection: Connection, sql: str, *, limit: int | None = None) -> list[tuple]:
+    """The rows of one read-only statement of a user's (a trigger's query, a metric's): the
+    database refuses any write, and a second statement (``…; COMMIT``) is an error."""
+    with sql_connect(connection, read_only=True) as db:
+        cursor = db.cursor()
+        if connection.kind == Connection.Kind.SQLITE:
+            cursor.execute(sql)  # sqlite3 refuses a second statement by itself
+        else:
+            cursor.execute(sql, prepare=True)  # a prepared statement holds one command
+        if cursor.description is None:
+            return []
+        return cursor.fetchmany(limit) if limit else cursor.fetchall()
+
+
+_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33}  # RECURSIVE
+
+
+def _reads_only(action: int, *_) -> int:
+    """SQLite's read-only mode for a user's SQL: SELECTs (with functions and recursive CTEs),
+    nothing else — no write, no PRAGMA (``query_only`` could be turned off), no ATTACH."""
+    return sqlite3.SQLITE_OK if action in _READS else sqlite3.SQLITE_DENY
 
 
 def _within_its_file(action: int, *_) -> int:
@@ -363,10 +393,9 @@ def query_rows(dataset: Dataset, template: str) -> list[tuple]:
         except duckdb.Error as error:
             raise FlowError(f"{dataset.name}: {error}") from None
     try:
-        with sql_connect(dataset.connection) as db:
-            cursor = db.cursor()
-            cursor.execute(template.replace("{source}", quote(dataset.table_name)))
-            return cursor.fetchall()
+        return read_only_rows(
+            dataset.connection, template.replace("{source}", quote(dataset.table_name))
+        )
     except (psycopg.Error, sqlite3.Error) as error:
         raise FlowError(f"{dataset.name}: {error}".strip()) from None
 

@@ -42,10 +42,7 @@ def _custom_sql(dataset: Dataset, metric: Metric):
             raise FlowError(f"Metric {metric.name}: {error}") from None
     else:
         try:
-            with storage.sql_connect(dataset.connection) as db:
-                cursor = db.cursor()
-                cursor.execute(metric.sql)
-                row = cursor.fetchone()
+            row = next(iter(storage.read_only_rows(dataset.connection, metric.sql, limit=1)), None)
         except (psycopg.Error, sqlite3.Error) as error:
             raise FlowError(f"Metric {metric.name}: {error}".strip()) from None
     return row[0] if row else None

@@ -23,7 +23,12 @@ from apps.triggers.selectors import (
     trigger_schedule,
     writes_code,
 )
-from apps.triggers.services import trigger_evaluate, trigger_save, trigger_validate
+from apps.triggers.services import (
+    trigger_check_use,
+    trigger_evaluate,
+    trigger_save,
+    trigger_validate,
+)
 
 CODE_REFUSED = "A custom Python trigger needs the coder profile and the editor role."
 LATEST_EVALUATIONS = 20
@@ -91,6 +96,8 @@ class TriggerForm(forms.ModelForm):
             params = {} if data.get("params") is None else data["params"]
             try:
                 data["params"] = trigger_validate(data["kind"], params)
+                if data.get("enabled") and self.has_changed():
+                    trigger_check_use(data["kind"], data["params"], self.user)
             except ValidationError as error:
                 self.add_error(None, error)
         if "kind" in data and self.has_changed():

@@ -62,6 +62,14 @@ def trigger_validate(kind: str, params) -> dict:
     return dict(serializer.validated_data)
 
 
+def trigger_check_use(kind: str, params: dict, user) -> None:
+    """ValidationError on ``params`` when ``user`` may not use what valid params name (a
+    SQL trigger's connection outside their groups)."""
+    refusal = get_kind(kind)().refusal(params, user)
+    if refusal:
+        raise ValidationError({"params": [refusal]})
+
+
 @transaction.atomic
 def trigger_save(trigger: Trigger, *, user) -> Trigger:
     """Validate, check the license and profile, keep beat's schedule rows in sync."""
@@ -69,6 +77,8 @@ def trigger_save(trigger: Trigger, *, user) -> Trigger:
     if trigger.enabled and not gate.allowed:  # switching a trigger off is always allowed
         raise PermissionDenied(gate.reason)
     trigger.params = trigger_validate(trigger.kind, trigger.params)
+    if trigger.enabled:
+        trigger_check_use(trigger.kind, trigger.params, user)
     trigger.suspended_reason = ""
     _sync_schedule(trigger)
     trigger.save()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from apps.flow import build as engine
 from apps.flow.models import Connection, Dataset, Recipe
@@ -21,6 +23,10 @@ from apps.flow.recipes import RecipeRun
 from apps.flow.storage import FlowError, sql_connect
 from apps.quality.models import Metric
 from apps.quality.services import metrics_compute
+from apps.triggers.models import Trigger
+from apps.triggers.services import trigger_evaluate, trigger_save
+from tests.flow.conftest import pg_connection  # noqa: F401 (a fixture)
+from tests.triggers.conftest import edition  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 SECRET = "hr-payroll-4711"  # in the other project's file only
@@ -145,3 +151,116 @@ def test_sql_on_a_sqlite_connection_stays_in_its_file(sqlite_dataset, tmp_path):
     Metric.objects.filter(dataset=dataset).update(sql=f"ATTACH '{other}' AS cadenza")
     with pytest.raises(FlowError, match="Metric total: not authorized"):
         metrics_compute(dataset)
+
+
+# -- SQL that must only read: a SQL-change trigger's query, a custom metric on a database ------
+
+
+@pytest.fixture
+def salaries(tmp_path):
+    """A SQLite warehouse with one table, on a connection kept to the finance group."""
+    path = tmp_path / "hr.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE salaries (who TEXT, pay INTEGER)")
+        db.execute("INSERT INTO salaries VALUES ('ceo', 999999)")
+    connection = Connection.objects.create(name="hrdb", kind="sqlite", config={"path": str(path)})
+    connection.allowed_groups.set([Group.objects.create(name="finance")])
+
+    def rows() -> int:
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT count(*) FROM salaries").fetchone()[0]
+
+    return connection, rows
+
+
+def test_a_sql_trigger_needs_a_connection_its_writer_may_use(
+    cast, api, make_scenario, salaries, edition
+):
+    connection, _ = salaries
+    scenario = make_scenario(run_as=cast["editor"])
+    body = {"scenario": scenario.pk, "name": "peek", "kind": "sql_change",
+            "params": {"connection": "hrdb", "sql": "SELECT who, pay FROM salaries"}}  # fmt: skip
+    edition("team")
+    refused = api(cast["editor"]).post("/api/v1/projects/SALES/triggers/", body, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {"params": ["connection: You may not use the connection hrdb."]}
+    cast["editor"].groups.add(connection.allowed_groups.get())
+    created = api(cast["editor"]).post("/api/v1/projects/SALES/triggers/", body, format="json")
+    assert created.status_code == 201, created.json()
+    # The run-as user leaves the group: the trigger no longer reads the table.
+    cast["editor"].groups.clear()
+    trigger = Trigger.objects.get(pk=created.json()["id"])
+    evaluation = trigger_evaluate(trigger, timezone.now())
+    assert (evaluation.result, evaluation.message) == (
+        "error", f"{cast['editor']} may not use the connection hrdb.",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM salaries",
+        "UPDATE salaries SET pay = 0",
+        "SELECT 1; DELETE FROM salaries",
+        "PRAGMA query_only = OFF",
+        "ATTACH ':memory:' AS other",
+        "CREATE TABLE stolen AS SELECT * FROM salaries",
+    ],
+)
+def test_a_sql_trigger_or_metric_on_sqlite_cannot_write(
+    cast, salaries, make_scenario, project, no_dispatch, edition, sql
+):
+    connection, rows = salaries
+    edition("team")
+    cast["owner"].groups.add(connection.allowed_groups.get())
+    trigger = Trigger(scenario=make_scenario(), name="t", kind="sql_change",
+                      params={"connection": "hrdb", "sql": sql})  # fmt: skip
+    trigger = trigger_save(trigger, user=cast["owner"])
+    evaluation = trigger_evaluate(trigger, timezone.now())
+    assert evaluation.result == "error" and evaluation.message.startswith("The query failed")
+    dataset = Dataset.objects.create(project=project, name="salaries", connection=connection,
+                                     format="table", table="salaries")  # fmt: skip
+    Metric.objects.create(dataset=dataset, name="evil", kind="sql", sql=sql)
+    with pytest.raises(FlowError, match="Metric evil: "):
+        metrics_compute(dataset)
+    assert rows() == 1
+
+
+@pytest.fixture
+def pg_warehouse(pg_connection):  # noqa: F811
+    """The test PostgreSQL database as a warehouse connection, with a table to protect."""
+    connection = pg_connection
+    with sql_connect(connection) as pg:
+        pg.cursor().execute("DROP TABLE IF EXISTS payroll; CREATE TABLE payroll (pay int)")
+        pg.cursor().execute("INSERT INTO payroll VALUES (1), (2)")
+    return connection
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM payroll",
+        "SET TRANSACTION READ WRITE; DELETE FROM payroll; COMMIT",
+        "COMMIT; DELETE FROM payroll",
+        "WITH gone AS (DELETE FROM payroll RETURNING 1) SELECT count(*) FROM gone",
+    ],
+)
+def test_a_sql_trigger_on_postgresql_runs_one_read_only_statement(
+    cast, pg_warehouse, make_scenario, no_dispatch, edition, sql
+):
+    edition("team")
+    trigger = Trigger(scenario=make_scenario(), name="t", kind="sql_change",
+                      params={"connection": pg_warehouse.name, "sql": sql})  # fmt: skip
+    trigger = trigger_save(trigger, user=cast["owner"])
+    evaluation = trigger_evaluate(trigger, timezone.now())
+    assert evaluation.result == "error", evaluation
+    assert (
+        "read-only transaction" in evaluation.message or "multiple commands" in evaluation.message
+    )
+    with sql_connect(pg_warehouse) as pg:
+        cursor = pg.cursor()
+        cursor.execute("SELECT count(*) FROM payroll")
+        assert cursor.fetchone()[0] == 2
+    reading = Trigger.objects.filter(pk=trigger.pk)
+    reading.update(params={"connection": pg_warehouse.name, "sql": "SELECT sum(pay) FROM payroll"})
+    assert trigger_evaluate(reading.get(), timezone.now()).result == "unchanged"  # a baseline

@@ -112,7 +112,7 @@ def test_inline_errors_name_the_field(admin_as, project, values, field, message)
     assert not Trigger.objects.exists()
 
 
-def test_a_gated_kind_is_refused_on_kind_with_the_reason(admin_as, project, edition):
+def test_a_gated_kind_is_refused_on_kind_with_the_reason(admin_as, project, edition, pg_connection):
     sql = {"kind": "sql_change", "params": {"connection": "warehouse", "sql": "SELECT 1"}}
     refused = admin_as("editor").post(f"{SCENARIOS}add/", with_triggers(project, sql))
     assert "Team edition" in form_errors(refused)["triggers.kind"][0]
@@ -136,7 +136,7 @@ def test_the_scenario_page_shows_next_fire_read_only_to_readers(admin_as, trigge
 
 
 def test_editing_a_scenario_keeps_a_suspended_trigger(
-    admin_as, make_scenario, make_trigger, edition
+    admin_as, make_scenario, make_trigger, edition, pg_connection
 ):
     edition("team")
     scenario = make_scenario()

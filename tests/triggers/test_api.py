@@ -162,7 +162,7 @@ def test_disabling_clears_the_next_fire_and_enabling_restores_it(cast, api, trig
     assert enabled["next_fire_at"] is not None and trigger.next_fire_at > timezone.now()
 
 
-def test_sql_change_needs_the_team_edition(cast, api, scenario, edition):
+def test_sql_change_needs_the_team_edition(cast, api, scenario, edition, pg_connection):
     sql = body(scenario, kind="sql_change", params={"connection": "warehouse", "sql": "SELECT 1"})
     refused = api(cast["editor"]).post(API, sql)
     assert refused.status_code == 403 and "Team edition" in refused.json()["detail"]

@@ -276,9 +276,12 @@ def test_after_scenario_fires_on_the_chosen_outcomes(
     assert fired.trigger_params["upstream_outcome"] == "success"
 
 
-def test_a_suspended_trigger_can_still_be_switched_off(make_scenario, make_trigger, edition, cast):
+def test_a_suspended_trigger_can_still_be_switched_off(
+    make_scenario, make_trigger, edition, cast, pg_connection
+):
     edition("team")
-    trigger = make_trigger(make_scenario(), "sql_change", {"connection": "x", "sql": "SELECT 1"})
+    params = {"connection": "warehouse", "sql": "SELECT 1"}
+    trigger = make_trigger(make_scenario(), "sql_change", params)
     InstalledLicense.objects.all().delete()
     trigger.enabled = False
     trigger = trigger_save(trigger, user=cast["owner"])

@@ -29,6 +29,11 @@ class TriggerKind:
     class Params(serializers.Serializer):
         pass
 
+    def refusal(self, params: dict, user) -> str | None:
+        """Why ``user`` may not save a trigger with these (valid) params, e.g. a connection
+        they may not use, as ``"<param>: <reason>"``; None when they may."""
+        return None
+
     def prefetch(self, triggers: list) -> None:
         """Load what a batch of these triggers will read, in a few queries (optional).
 

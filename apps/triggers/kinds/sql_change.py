@@ -17,7 +17,17 @@ class SqlChange(TriggerKind):
 
     class Params(serializers.Serializer):
         connection = serializers.CharField()
-        sql = serializers.CharField()
+        sql = serializers.CharField(help_text="One read-only statement: its result is watched.")
+
+    def refusal(self, params: dict, user) -> str | None:
+        from apps.flow.models import Connection
+
+        connection = Connection.objects.filter(name=params["connection"]).first()
+        if connection is None or not connection.is_sql:
+            return f"connection: No SQL connection {params['connection']!r}."
+        if not connection.usable_by(user):
+            return f"connection: You may not use the connection {connection.name}."
+        return None
 
     def evaluate(self, trigger, now):
         from apps.flow import storage
@@ -26,11 +36,13 @@ class SqlChange(TriggerKind):
         connection = Connection.objects.filter(name=trigger.params["connection"]).first()
         if connection is None or not connection.is_sql:
             return Evaluation("error", f"No SQL connection {trigger.params['connection']!r}.")
+        run_as = trigger.scenario.effective_run_as()
+        if not connection.usable_by(run_as):
+            return Evaluation(
+                "error", f"{run_as or 'Nobody'} may not use the connection {connection.name}."
+            )
         try:
-            with storage.sql_connect(connection) as db:
-                cursor = db.cursor()
-                cursor.execute(trigger.params["sql"])
-                rows = cursor.fetchall()
+            rows = storage.read_only_rows(connection, trigger.params["sql"])
         except (psycopg.Error, sqlite3.Error) as error:
             return Evaluation("error", f"The query failed: {error}".strip())
         result, state = changed_with_grace(
