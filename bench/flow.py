@@ -40,6 +40,8 @@ from apps.quality.models import Metric
 from apps.quality.services import metrics_compute
 import threading
 root = os.environ["BENCH_ROOT"]
+from django.contrib.auth import get_user_model
+user = get_user_model().objects.create_user("bench")
 project = Project.objects.create(key="BENCH", name="bench")
 files = Connection.objects.create(name="files", kind="filesystem", config={{"root": root}})
 raw = Dataset.objects.create(project=project, name="orders", connection=files, format="csv",
@@ -67,7 +69,7 @@ for _ in range({repeat}):  # each beside its floor, the moment before
     times["bare_build"].append(bare({build_sql!r}))
     start = time.perf_counter()
     build.build([Dataset.objects.get(pk=out.pk)], "force",
-                RecipeRun(log=lambda *a, **k: None, cancel=threading.Event()))
+                RecipeRun(log=lambda *a, **k: None, cancel=threading.Event(), user=user))
     times["build"].append(time.perf_counter() - start)
 print(json.dumps(times))
 """

@@ -23,6 +23,9 @@ class RecipeRun:
     log: Callable[..., None]
     cancel: threading.Event
     timeout: float | None = None
+    # Whose rights the recipe runs with: every connection it reads or writes must be theirs
+    # to use (a recipe whose input sat on a connection of another group copied its data out).
+    user: object = field(kw_only=True)
     # Output dataset name → the schema its recipe learnt while writing it (the build engine
     # then need not read the new data again to store it).
     schemas: dict[str, list[dict]] = field(default_factory=dict)
@@ -32,6 +35,12 @@ def execute(recipe: Recipe, run: RecipeRun) -> dict[str, int]:
     """Run the recipe; returns rows written per output dataset. FlowError on failure."""
     inputs = list(recipe.inputs.select_related("connection"))
     outputs = list(recipe.outputs.select_related("connection"))
+    for dataset in [*inputs, *outputs]:
+        if not dataset.connection.usable_by(run.user):
+            raise FlowError(
+                f"Recipe {recipe.name}: {run.user or 'nobody'} may not use the connection "
+                f"{dataset.connection.name} (of {dataset.name})."
+            )
     if not outputs:
         raise FlowError(f"Recipe {recipe.name} has no output dataset.")
     runner = {"sql": _sql, "python": _python, "sync": _sync}[recipe.kind]

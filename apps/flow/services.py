@@ -59,6 +59,7 @@ def datasets_build(targets: list[Dataset], *, mode: str, user) -> BuildOutcome:
     run = RecipeRun(
         log=lambda message, level="info": outcome.log.append(str(message)),
         cancel=threading.Event(),
+        user=user,
     )
     try:
         _require_usable(targets, user)

@@ -95,10 +95,11 @@ def orders_flow(project, files_connection, pg_connection):
 
 
 @pytest.fixture
-def recipe_run():
+def recipe_run(project, cast):
     lines: list[str] = []
     return RecipeRun(
         log=lambda message, level="info": lines.append(message),
         cancel=threading.Event(),
         timeout=60,
+        user=cast["owner"],
     ), lines

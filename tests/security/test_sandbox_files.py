@@ -41,7 +41,7 @@ def victim(tmp_path):
 
 
 @pytest.fixture
-def recipe(project, tmp_path):
+def recipe(project, cast, tmp_path):
     root = tmp_path / "data"
     root.mkdir()
     (root / "src.csv").write_text("a,b\n1,x\n2,y\n")
@@ -58,7 +58,8 @@ def recipe(project, tmp_path):
         made.outputs.set([out])
         lines: list[str] = []
         try:
-            execute(made, RecipeRun(lambda m, level="info": lines.append(m), threading.Event(), 60))
+            execute(made, RecipeRun(lambda m, level="info": lines.append(m), threading.Event(), 60,
+                                    user=cast["owner"]))  # fmt: skip
         except FlowError as error:
             lines.append(f"recipe failed: {error}")
         return lines

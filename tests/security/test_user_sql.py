@@ -25,6 +25,7 @@ from apps.quality.models import Metric
 from apps.quality.services import metrics_compute
 from apps.triggers.models import Trigger
 from apps.triggers.services import trigger_evaluate, trigger_save
+from tests.conftest import make_user
 from tests.flow.conftest import pg_connection  # noqa: F401 (a fixture)
 from tests.triggers.conftest import edition  # noqa: F401 (a fixture)
 
@@ -48,7 +49,7 @@ def files(tmp_path, project, other_project):
                            format="csv", path="payroll.csv")  # fmt: skip
     out = Dataset.objects.create(project=project, name="report", connection=connection,
                                  format="csv", path="report.csv")  # fmt: skip
-    return {"root": root, "orders": orders, "out": out}
+    return {"root": root, "orders": orders, "out": out, "user": make_user("designer")}
 
 
 def build(files, code: str) -> Path:
@@ -57,7 +58,8 @@ def build(files, code: str) -> Path:
     )
     recipe.inputs.set([files["orders"]])
     recipe.outputs.set([files["out"]])
-    run = RecipeRun(log=lambda *args, **kwargs: None, cancel=threading.Event(), timeout=60)
+    run = RecipeRun(log=lambda *args, **kwargs: None, cancel=threading.Event(), timeout=60,
+                    user=files["user"])  # fmt: skip
     engine.build([Dataset.objects.get(pk=files["out"].pk)], "force", run)
     return files["root"] / "report.csv"
 

@@ -21,8 +21,10 @@ def broker(monkeypatch, request):
     monkeypatch.setattr(memory_broker, "IDLE_WAIT", 60.0)  # a poll would never come in time
     queue = Queue(f"test-{request.node.name}", Exchange("test", type="direct"), routing_key="k")
     slow = {"polling_interval": 60}  # what kombu's own memory transport would sleep
-    with Connection(transport=TRANSPORT, transport_options=slow) as consuming, \
-            Connection(transport=TRANSPORT, transport_options=slow) as sending:
+    with (
+        Connection(transport=TRANSPORT, transport_options=slow) as consuming,
+        Connection(transport=TRANSPORT, transport_options=slow) as sending,
+    ):
         yield consuming, sending, queue
 
 

@@ -23,9 +23,15 @@ def _datasets(ctx, names: list[str]):
         raise StepError(f"No dataset {', '.join(missing)} in project {ctx.project.key}.")
     for dataset in found.values():
         ctx.require("change", dataset)
-        if not dataset.connection.usable_by(ctx.user):
-            raise StepError(f"The run-as user may not use the connection {dataset.connection}.")
+        require_connection(ctx, dataset)
     return [found[name] for name in names]
+
+
+def require_connection(ctx, dataset) -> None:
+    """StepError unless the run-as user may use the dataset's connection: a step reads the
+    data on their behalf, whatever it makes of it (a chart, a model, its documentation)."""
+    if not dataset.connection.usable_by(ctx.user):
+        raise StepError(f"The run-as user may not use the connection {dataset.connection}.")
 
 
 class BuildDatasets(StepType):
@@ -42,7 +48,9 @@ class BuildDatasets(StepType):
 
         targets = _datasets(ctx, params["datasets"])
         try:
-            done = build(targets, params["mode"], RecipeRun(ctx.log, ctx.cancel, ctx.timeout))
+            done = build(
+                targets, params["mode"], RecipeRun(ctx.log, ctx.cancel, ctx.timeout, user=ctx.user)
+            )
         except FlowError as error:
             raise StepError(str(error)) from None
         if not done:

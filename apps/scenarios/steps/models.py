@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.scenarios.steps.base import StepError, StepResult, StepType
+from apps.scenarios.steps.flow import require_connection
 from apps.scenarios.steps.quality import STATUS
 
 
@@ -21,6 +22,7 @@ def _model(ctx, name: str):
     if model is None:
         raise StepError(f"No model {name!r} in project {ctx.project.key}.")
     ctx.require("change", model)
+    require_connection(ctx, model.dataset)
     return model
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.scenarios.steps.base import StepError, StepResult, StepType
+from apps.scenarios.steps.flow import require_connection
 
 
 class RefreshCharts(StepType):
@@ -32,6 +33,7 @@ class RefreshCharts(StepType):
         refreshed = {}
         for chart in charts:
             ctx.require("change", chart)
+            require_connection(ctx, chart.dataset)
             try:
                 refreshed[chart.name] = len(chart_refresh(chart)["labels"])
             except FlowError as error:

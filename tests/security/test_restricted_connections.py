@@ -1,0 +1,90 @@
+"""A connection kept to a group: its data reaches no one outside it, whatever way they ask.
+
+The API's build, clear and chart refresh checked the datasets named; a recipe reading the
+restricted dataset into one on an open connection, or a scenario step refreshing a chart or
+training a model on it, read the data as the run-as user without asking.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+
+from apps.dashboards.models import Chart
+from apps.flow.models import Connection, Dataset, Recipe
+from apps.ml.models import SavedModel
+from apps.runs.models import StepRun
+from apps.runs.runner import run_execute
+from apps.runs.services import run_start
+from apps.scenarios.models import Scenario, Step
+from tests.security.conftest import World
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+API = "/api/v1/projects/SALES/"
+PAY = "id,who,salary\n" + "".join(f"{i},emp{i},{1000 + i}\n" for i in range(20))
+
+
+@pytest.fixture
+def vault(world: World, cast, tmp_path):
+    """SALES's payroll on a connection of the finance group, which the owner is in."""
+    (tmp_path / "pay.csv").write_text(PAY)
+    finance = Group.objects.create(name="finance")
+    cast["owner"].groups.add(finance)
+    vault = Connection.objects.create(name="vault", kind="filesystem",
+                                      config={"root": str(tmp_path)})  # fmt: skip
+    vault.allowed_groups.set([finance])
+    return Dataset.objects.create(project=world.sales.project, name="payroll", connection=vault,
+                                  format="csv", path="pay.csv")  # fmt: skip
+
+
+@pytest.fixture
+def copy_recipe(vault, world: World):
+    """payroll (vault) → copy (the open ``files`` connection), by a sync recipe."""
+    files = Connection.objects.get(name="files")
+    copy = Dataset.objects.create(project=world.sales.project, name="copy", connection=files,
+                                  format="csv", path="copy.csv")  # fmt: skip
+    recipe = Recipe.objects.create(project=world.sales.project, name="steal", kind="sync")
+    recipe.inputs.set([vault])
+    recipe.outputs.set([copy])
+    return copy
+
+
+def test_a_recipe_reads_a_restricted_input_only_for_its_group(cast, api, copy_recipe):
+    refused = api(cast["editor"]).post(f"{API}datasets/copy/build/", {"mode": "only"})
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == (
+        f"Recipe steal: {cast['editor']} may not use the connection vault (of payroll)."
+    )
+    copy_recipe.refresh_from_db()
+    assert copy_recipe.built_at is None
+    built = api(cast["owner"]).post(f"{API}datasets/copy/build/", {"mode": "only"})
+    assert built.status_code == 200 and built.json()["rows"] == {"copy": 20}, built.json()
+
+
+def run_as_editor(world: World, cast, step_type: str, params: dict) -> StepRun:
+    scenario = Scenario.objects.create(project=world.sales.project, name=f"peek {step_type}",
+                                       run_as=cast["editor"])  # fmt: skip
+    Step.objects.create(scenario=scenario, position=0, name="s", type=step_type, params=params)
+    run = run_start(scenario=scenario, user=cast["editor"]).run
+    run_execute(run.pk)
+    return StepRun.objects.get(run=run)
+
+
+def test_steps_read_a_restricted_dataset_only_for_its_group(world: World, cast, vault):
+    chart = Chart.objects.create(project=world.sales.project, name="pay", dataset=vault,
+                                 group_by="who", aggregate="sum", value="salary")  # fmt: skip
+    model = SavedModel.objects.create(project=world.sales.project, name="pay", dataset=vault,
+                                      target="salary", task="regression",
+                                      algorithm="linear_regression")  # fmt: skip
+    refusal = "The run-as user may not use the connection vault (filesystem)."
+    for step_type, params in [
+        ("refresh_charts", {"charts": ["pay"]}),
+        ("train_model", {"model": "pay"}),
+        ("run_model_checks", {"model": "pay"}),
+        ("export_model_docs", {"model": "pay"}),
+    ]:
+        step = run_as_editor(world, cast, step_type, params)
+        assert (step.status, step.error or step.message) == ("failed", refusal), step_type
+    chart.refresh_from_db()
+    model.refresh_from_db()
+    assert not chart.cached and model.active_version is None
