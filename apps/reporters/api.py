@@ -116,7 +116,8 @@ class ChannelTestSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=254),
         required=False,
         max_length=50,
-        help_text="Default: the channel's config test_recipients.",
+        help_text="Default: the channel's config test_recipients. Superusers only: others "
+        "test a channel they may use with its test recipients.",
     )
 
 
@@ -177,7 +178,15 @@ class ChannelViewSet(viewsets.ModelViewSet):
         channel = self.get_object()
         body = ChannelTestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        recipients = body.validated_data.get("recipients") or test_recipients(channel)
+        chosen = body.validated_data.get("recipients")
+        if chosen and not request.user.is_superuser:
+            # Anyone may check that a channel works; choosing whom it writes to (any address,
+            # any phone number, up to 50 of them) is the administrator's.
+            raise exceptions.PermissionDenied(
+                "Only superusers choose the recipients of a test message; without recipients "
+                "it goes to the channel's test recipients."
+            )
+        recipients = chosen or test_recipients(channel)
         delivery = channel_test_send(channel, recipients=recipients, user=request.user)
         return Response(DeliverySerializer(delivery).data)
 

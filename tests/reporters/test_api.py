@@ -159,7 +159,11 @@ def test_a_channel_in_use_cannot_be_deleted(api, cast, existing, hook):
 
 def test_test_send_reaches_the_webhook(api, cast, httpserver, hook):
     httpserver.expect_request(f"/hook/{TOKEN}", method="POST").respond_with_data("ok")
-    response = api(cast["reader"]).post(f"{CHANNELS}{hook.pk}/test/", {"recipients": ["ops"]})
+    chosen = {"recipients": ["ops"]}
+    refused = api(cast["reader"]).post(f"{CHANNELS}{hook.pk}/test/", chosen)
+    assert refused.status_code == 403 and "Only superusers choose" in refused.json()["detail"]
+    assert not httpserver.log
+    response = api(cast["superuser"]).post(f"{CHANNELS}{hook.pk}/test/", chosen)
     assert response.status_code == 200
     no_secret(response)
     delivery = response.json()
