@@ -94,16 +94,49 @@ def dataset_errors(dataset: Dataset) -> dict[str, str]:
             errors["format"] = f"{connection.name} is a {connection.kind} connection: use 'table'."
         if dataset.path:
             errors["path"] = "Only files datasets have a path; a SQL dataset names its table."
+        table = dataset.table_name.lower()
+        if not errors and _another_projects(
+            dataset, lambda other: other.table_name.lower() == table
+        ):
+            field = "table" if dataset.table else "name"
+            errors[field] = (
+                f"Table {dataset.table_name} of {connection.name} is a dataset of another "
+                "project: choose another table."
+            )
         return errors
     if dataset.format not in FILE_FORMATS:
         return {"format": f"{connection.name} holds files: use 'csv' or 'parquet'."}
     if dataset.table:
         return {"table": "Only SQL datasets have a table; a files dataset has a path."}
     try:
-        storage.files_path(dataset)
+        path = storage.files_path(dataset)
     except FlowError as error:
         return {"path": str(error)}
+
+    def overlaps(other: Dataset) -> bool:
+        try:
+            theirs = storage.files_path(other)
+        except FlowError:
+            return False
+        return theirs == path or theirs in path.parents or path in theirs.parents
+
+    if _another_projects(dataset, overlaps):
+        field = "path" if dataset.path else "name"
+        return {
+            field: f"{dataset.path or dataset.name} in {connection.name} holds (or is inside) "
+            "the data of another project's dataset: choose another path."
+        }
     return {}
+
+
+def _another_projects(dataset: Dataset, clashes) -> bool:
+    """Does a dataset of another project on the same connection clash with this one? A
+    project's data is its members' alone: on a shared connection, a dataset pointed at
+    another project's file or table read it (a chart) and deleted it (Clear)."""
+    others = Dataset.objects.filter(connection_id=dataset.connection_id).exclude(
+        project_id=dataset.project_id
+    )
+    return any(clashes(other) for other in others.select_related("connection"))
 
 
 # -- recipes ------------------------------------------------------------------------------------

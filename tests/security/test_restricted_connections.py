@@ -17,6 +17,7 @@ from apps.runs.models import StepRun
 from apps.runs.runner import run_execute
 from apps.runs.services import run_start
 from apps.scenarios.models import Scenario, Step
+from tests.flow.conftest import pg_connection  # noqa: F401 (a fixture)
 from tests.security.conftest import World
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -88,3 +89,38 @@ def test_steps_read_a_restricted_dataset_only_for_its_group(world: World, cast, 
     chart.refresh_from_db()
     model.refresh_from_db()
     assert not chart.cached and model.active_version is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "alias", "path": "hrsecret.csv"}, "path"),  # HR's file
+        ({"name": "alias", "path": "./sub/../hrsecret.csv"}, "path"),
+        ({"name": "alias", "path": "."}, "path"),  # the folder holding HR's files
+        ({"name": "ledger"}, "name"),  # no path: the name is the path, and HR has a "ledger"
+    ],
+)
+def test_a_dataset_cannot_point_at_another_projects_data(world: World, cast, api, body, field):
+    files = Connection.objects.get(name="files")
+    Dataset.objects.create(project=world.hr.project, name="ledger", connection=files, format="csv")
+    editor = api(cast["editor"])
+    refused = editor.post(f"{API}datasets/", {**body, "connection": "files"}, format="json")
+    assert refused.status_code == 400, refused.json()
+    assert "another project's dataset: choose another path" in refused.json()[field][0]
+    assert "HR" not in refused.json()[field][0]  # which project, the outsider may not know
+    assert (world.root / "hrsecret.csv").exists()
+    mine = editor.post(f"{API}datasets/", {"name": "mine", "connection": "files",
+                                           "path": "sales/mine.csv"}, format="json")  # fmt: skip
+    assert mine.status_code == 201, mine.json()
+
+
+def test_a_table_of_another_project_cannot_be_named(world: World, cast, api, pg_connection):
+    Dataset.objects.create(project=world.hr.project, name="payroll", connection=pg_connection,
+                           format="table", table="Payroll")  # fmt: skip
+    editor = api(cast["editor"])
+    refused = editor.post(f"{API}datasets/", {"name": "peek", "connection": "warehouse",
+                                              "table": "payroll"}, format="json")  # fmt: skip
+    assert refused.status_code == 400 and "another project" in refused.json()["table"][0]
+    named = editor.post(f"{API}datasets/", {"name": "payroll", "connection": "warehouse"},
+                        format="json")  # fmt: skip
+    assert named.status_code == 400 and "another project" in named.json()["name"][0]
