@@ -6,6 +6,7 @@ import datetime
 import decimal
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,13 +76,19 @@ def duckdb_connect(*, datasets: Iterable[Dataset] = (), files: Iterable[Path] = 
     is its sandbox. Without it an editor's SQL read ``/proc/self/environ`` and wrote any file
     the worker may write (tests/security/test_user_sql.py).
     """
-    allowed = [str(path) for dataset in datasets for path in files_of(dataset)]
-    allowed += [str(path) for path in files]
+    allowed, folders = [str(path) for path in files], []
+    for dataset in datasets:
+        path = files_path(dataset)
+        if path.is_dir():  # a folder of parts, whole: a part may come while it is read
+            folders.append(f"{path}/")
+        else:
+            allowed.append(str(path))
     con = duckdb.connect(
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
     try:
         con.execute("SET allowed_paths = $1", [allowed])  # before access is turned off
+        con.execute("SET allowed_directories = $1", [folders])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -131,10 +138,12 @@ def sql_connect(connection: Connection, *, read_only: bool = False):
     database itself refuses writes, and nothing is committed."""
     config = connection.config
     if connection.kind == Connection.Kind.SQLITE:
-        db = sqlite3.connect(
-            config.get("path") or str(settings.VAR_DIR / f"{connection.name}.db"), timeout=20
-        )
-        db.set_authorizer(_reads_only if read_only else _within_its_file)
+        path = Path(config.get("path") or settings.VAR_DIR / f"{connection.name}.db")
+        if read_only:  # the file opened read-only: SQLite itself refuses every write
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=20)
+        else:
+            db = sqlite3.connect(path, timeout=20)
+        db.set_authorizer(_within_its_file)
     else:
         db = psycopg.connect(
             host=config.get("host", "127.0.0.1"),
@@ -158,27 +167,25 @@ def sql_connect(connection: Connection, *, read_only: bool = False):
         db.close()
 
 
-def read_only_rows(connection: Connection, sql: str, *, limit: int | None = None) -> list[tuple]:
+def read_only_rows(
+    connection: Connection, sql: str, *, limit: int | None = None, timeout: float = 120.0
+) -> list[tuple]:
     """The rows of one read-only statement of a user's (a trigger's query, a metric's): the
-    database refuses any write, and a second statement (``…; COMMIT``) is an error."""
+    database refuses any write, a second statement (``…; COMMIT``) is an error, and the
+    statement is stopped after ``timeout`` seconds (a trigger's query must not hold a
+    polling thread for good)."""
     with sql_connect(connection, read_only=True) as db:
         cursor = db.cursor()
         if connection.kind == Connection.Kind.SQLITE:
+            deadline = time.monotonic() + timeout
+            db.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
             cursor.execute(sql)  # sqlite3 refuses a second statement by itself
         else:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(timeout * 1000)}")
             cursor.execute(sql, prepare=True)  # a prepared statement holds one command
         if cursor.description is None:
             return []
         return cursor.fetchmany(limit) if limit else cursor.fetchall()
-
-
-_READS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, 33}  # RECURSIVE
-
-
-def _reads_only(action: int, *_) -> int:
-    """SQLite's read-only mode for a user's SQL: SELECTs (with functions and recursive CTEs),
-    nothing else — no write, no PRAGMA (``query_only`` could be turned off), no ATTACH."""
-    return sqlite3.SQLITE_OK if action in _READS else sqlite3.SQLITE_DENY
 
 
 def _within_its_file(action: int, *_) -> int:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import PurePath
 
 from django.conf import settings
+from django.db.models import Q
 
 from apps.flow import storage
 from apps.flow.models import Connection, Dataset, Recipe
@@ -95,8 +96,9 @@ def dataset_errors(dataset: Dataset) -> dict[str, str]:
         if dataset.path:
             errors["path"] = "Only files datasets have a path; a SQL dataset names its table."
         table = dataset.table_name.lower()
+        same_connection = Q(connection_id=dataset.connection_id)
         if not errors and _another_projects(
-            dataset, lambda other: other.table_name.lower() == table
+            dataset, same_connection, lambda other: other.table_name.lower() == table
         ):
             field = "table" if dataset.table else "name"
             errors[field] = (
@@ -120,7 +122,8 @@ def dataset_errors(dataset: Dataset) -> dict[str, str]:
             return False
         return theirs == path or theirs in path.parents or path in theirs.parents
 
-    if _another_projects(dataset, overlaps):
+    # Every files connection: two without a root share VAR_DIR/data, and roots may nest.
+    if _another_projects(dataset, Q(connection__kind=connection.kind), overlaps):
         field = "path" if dataset.path else "name"
         return {
             field: f"{dataset.path or dataset.name} in {connection.name} holds (or is inside) "
@@ -129,13 +132,13 @@ def dataset_errors(dataset: Dataset) -> dict[str, str]:
     return {}
 
 
-def _another_projects(dataset: Dataset, clashes) -> bool:
-    """Does a dataset of another project on the same connection clash with this one? A
-    project's data is its members' alone: on a shared connection, a dataset pointed at
-    another project's file or table read it (a chart) and deleted it (Clear)."""
-    others = Dataset.objects.filter(connection_id=dataset.connection_id).exclude(
-        project_id=dataset.project_id
-    )
+def _another_projects(dataset: Dataset, where: Q, clashes) -> bool:
+    """Does a dataset of another project (among ``where``) clash with this one? A project's
+    data is its members' alone: on a shared connection, a dataset pointed at another
+    project's file or table read it (a chart) and deleted it (Clear)."""
+    others = Dataset.objects.filter(where).exclude(project_id=dataset.project_id)
+    if dataset.pk is not None:
+        others = others.exclude(pk=dataset.pk)  # moved to another project: no clash with itself
     return any(clashes(other) for other in others.select_related("connection"))
 
 

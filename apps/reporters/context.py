@@ -9,6 +9,9 @@ are ``View``s: the fields listed below, each a plain value, and the object's nam
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+
 from django.conf import settings
 from django.template import Context, Engine, TemplateSyntaxError
 
@@ -20,19 +23,32 @@ ENGINE = Engine(autoescape=False)
 LOG_TAIL = 20
 
 
-class View(dict):
-    """A model instance for templates: named plain values, and ``str()`` the instance's."""
+class View(Mapping):
+    """A model instance for templates: named plain values, and ``str()`` the instance's.
+    Read-only: a template calls what it names, and a dict's ``clear`` would have emptied
+    the context of the run's other reporters."""
 
     def __init__(self, text: str, values: dict):
-        super().__init__(values)
-        self.text = text
+        self._values, self._text = dict(values), text
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     def __str__(self) -> str:
-        return self.text
+        return self._text
 
 
-def _username(user) -> str:
-    return user.get_username() if user is not None else ""
+def user_view(user) -> View | str:
+    if user is None:
+        return ""
+    values = {"username": user.get_username(), "full_name": user.get_full_name()}
+    return View(user.get_username(), values)
 
 
 def project_view(project) -> View:
@@ -59,6 +75,8 @@ def run_view(run: Run, scenario: View, project: View) -> View:
         "pk": run.pk,
         "number": run.number,
         "status": run.status,
+        "get_status_display": run.get_status_display(),
+        "is_final": run.is_final,
         "outcome_message": run.outcome_message,
         "trigger_kind": run.trigger_kind,
         "trigger_name": run.trigger_name,
@@ -68,8 +86,8 @@ def run_view(run: Run, scenario: View, project: View) -> View:
         "finished_at": run.finished_at,
         "duration_seconds": run.duration_seconds,
         # Called by the template engine when a template names them: a query only then.
-        "started_by": lambda: _username(run.started_by),
-        "run_as": lambda: _username(run.run_as),
+        "started_by": lambda: user_view(run.started_by),
+        "run_as": lambda: user_view(run.run_as),
         "parent_run": run.parent_run_id,
         "scenario": scenario,
         "project": project,
@@ -177,8 +195,10 @@ def facts(context: dict) -> dict:
 
 
 def render(template: str, context: dict) -> str:
-    # Context escapes HTML unless told otherwise, whatever the engine says.
-    return ENGINE.from_string(template).render(Context(context, autoescape=False))
+    # Context escapes HTML unless told otherwise, whatever the engine says. Each template
+    # gets its own copy: it may call what it names (a list's or dict's ``clear``, ``pop``).
+    own = copy.deepcopy(context)
+    return ENGINE.from_string(template).render(Context(own, autoescape=False))
 
 
 def check_template(template: str) -> None:

@@ -96,7 +96,7 @@ class TriggerForm(forms.ModelForm):
             params = {} if data.get("params") is None else data["params"]
             try:
                 data["params"] = trigger_validate(data["kind"], params)
-                if data.get("enabled") and self.has_changed():
+                if data.get("enabled") and {"kind", "params", "enabled"} & set(self.changed_data):
                     trigger_check_use(data["kind"], data["params"], self.user)
             except ValidationError as error:
                 self.add_error(None, error)

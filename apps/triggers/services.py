@@ -70,6 +70,15 @@ def trigger_check_use(kind: str, params: dict, user) -> None:
         raise ValidationError({"params": [refusal]})
 
 
+def _use_changes(trigger: Trigger) -> bool:
+    """Does this save start using what the params name (new, re-enabled, kind or params
+    changed)? A teammate's edit of its name or grace is not a use of its connection."""
+    if trigger.pk is None:
+        return True
+    stored = Trigger.objects.filter(pk=trigger.pk).values("kind", "params", "enabled").first()
+    return stored != {"kind": trigger.kind, "params": trigger.params, "enabled": True}
+
+
 @transaction.atomic
 def trigger_save(trigger: Trigger, *, user) -> Trigger:
     """Validate, check the license and profile, keep beat's schedule rows in sync."""
@@ -77,7 +86,7 @@ def trigger_save(trigger: Trigger, *, user) -> Trigger:
     if trigger.enabled and not gate.allowed:  # switching a trigger off is always allowed
         raise PermissionDenied(gate.reason)
     trigger.params = trigger_validate(trigger.kind, trigger.params)
-    if trigger.enabled:
+    if trigger.enabled and _use_changes(trigger):
         trigger_check_use(trigger.kind, trigger.params, user)
     trigger.suspended_reason = ""
     _sync_schedule(trigger)

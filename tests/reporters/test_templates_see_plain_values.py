@@ -57,3 +57,13 @@ def test_relations_lead_nowhere(run, cast, template):
     assert "QuerySet" not in rendered and "md5$" not in rendered and "@" not in rendered
     assert "gAAAA" not in rendered  # a Fernet token
     assert cast["owner"].password not in rendered
+
+
+def test_a_template_cannot_change_what_the_next_one_sees(run, cast):
+    context = run_context(run, "end")
+    spoiler = "{{ run.clear }}{{ project.clear }}{{ trigger.clear }}{{ steps.clear }}"
+    spoiler += "{{ variables.clear }}{{ trigger.params.popitem }}"
+    render(spoiler, context)
+    body = "{{ project.key }} #{{ run.number }} {{ trigger.name }} {{ run.started_by.username }}"
+    assert render(body, context) == f"SALES #1 cron {cast['editor'].username}"
+    assert render("{{ run.get_status_display }} {{ run.is_final }}", context) == "Queued False"

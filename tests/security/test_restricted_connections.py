@@ -124,3 +124,31 @@ def test_a_table_of_another_project_cannot_be_named(world: World, cast, api, pg_
     named = editor.post(f"{API}datasets/", {"name": "payroll", "connection": "warehouse"},
                         format="json")  # fmt: skip
     assert named.status_code == 400 and "another project" in named.json()["name"][0]
+
+
+def test_two_connections_on_one_folder_do_not_share_a_projects_file(world: World, cast, api):
+    """Connections without a root share VAR_DIR/data: a clash is a clash whichever it is."""
+    hr_side = Connection.objects.create(name="hr-files", kind="filesystem", config={})
+    Connection.objects.create(name="scratch", kind="filesystem", config={})
+    Dataset.objects.create(project=world.hr.project, name="pay", connection=hr_side,
+                           format="csv", path="hr-only/pay.csv")  # fmt: skip
+    refused = api(cast["editor"]).post(f"{API}datasets/", {"name": "pay", "connection": "scratch",
+                                       "path": "hr-only/pay.csv"}, format="json")  # fmt: skip
+    assert refused.status_code == 400
+    assert "another project's dataset" in refused.json()["path"][0]
+
+
+def test_a_folder_of_parts_read_while_a_part_arrives(world: World, tmp_path):
+    """The connection allows a folder dataset's folder, not the parts listed when made."""
+    from apps.flow.storage import duckdb_connect, duckdb_source
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "p1.csv").write_text("a\n1\n")
+    files = Connection.objects.create(name="parts", kind="filesystem",
+                                      config={"root": str(tmp_path)})  # fmt: skip
+    dataset = Dataset.objects.create(project=world.sales.project, name="parts",
+                                     connection=files, format="csv", path="parts")  # fmt: skip
+    with duckdb_connect(datasets=[dataset]) as con:
+        (parts / "p2.csv").write_text("a\n2\n")
+        assert con.execute(f"SELECT sum(a) FROM {duckdb_source(dataset)}").fetchone() == (3,)

@@ -12,15 +12,17 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from apps.flow import build as engine
 from apps.flow.models import Connection, Dataset, Recipe
 from apps.flow.recipes import RecipeRun
-from apps.flow.storage import FlowError, sql_connect
+from apps.flow.storage import FlowError, read_only_rows, sql_connect
 from apps.quality.models import Metric
 from apps.quality.services import metrics_compute
 from apps.triggers.models import Trigger
@@ -204,7 +206,7 @@ def test_a_sql_trigger_needs_a_connection_its_writer_may_use(
         "DELETE FROM salaries",
         "UPDATE salaries SET pay = 0",
         "SELECT 1; DELETE FROM salaries",
-        "PRAGMA query_only = OFF",
+        "INSERT INTO salaries VALUES ('intern', 1)",
         "ATTACH ':memory:' AS other",
         "CREATE TABLE stolen AS SELECT * FROM salaries",
     ],
@@ -266,3 +268,48 @@ def test_a_sql_trigger_on_postgresql_runs_one_read_only_statement(
     reading = Trigger.objects.filter(pk=trigger.pk)
     reading.update(params={"connection": pg_warehouse.name, "sql": "SELECT sum(pay) FROM payroll"})
     assert trigger_evaluate(reading.get(), timezone.now()).result == "unchanged"  # a baseline
+
+
+def test_read_only_sql_on_sqlite_still_reads_virtual_tables(salaries):
+    connection, _ = salaries
+    with sqlite3.connect(connection.config["path"]) as db:
+        db.execute("CREATE VIRTUAL TABLE notes USING fts5(body)")
+        db.execute("INSERT INTO notes VALUES ('quarterly close'), ('payroll run')")
+    assert read_only_rows(connection, "SELECT count(*) FROM notes WHERE notes MATCH 'payroll'")
+    assert read_only_rows(connection, "SELECT count(*) FROM json_each('[1, 2, 3]')") == [(3,)]
+    assert read_only_rows(connection, "SELECT name FROM pragma_table_info('salaries')") == [
+        ("who",),
+        ("pay",),
+    ]
+
+
+def test_read_only_sql_is_stopped_after_its_timeout(salaries, pg_warehouse):
+    connection, _ = salaries
+    forever = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+    with pytest.raises(sqlite3.OperationalError, match="interrupted"):
+        read_only_rows(connection, forever, timeout=0.3)
+    with pytest.raises(psycopg.errors.QueryCanceled):
+        read_only_rows(pg_warehouse, "SELECT pg_sleep(30)", timeout=0.3)
+
+
+def test_a_teammate_edits_a_sql_trigger_whose_connection_is_not_theirs(
+    cast, salaries, make_scenario, edition
+):
+    connection, _ = salaries
+    edition("team")
+    cast["owner"].groups.add(connection.allowed_groups.get())
+    trigger = trigger_save(Trigger(scenario=make_scenario(), name="peek", kind="sql_change",
+                                   params={"connection": "hrdb", "sql": "SELECT 1"}),
+                           user=cast["owner"])  # fmt: skip
+    trigger.name, trigger.grace_seconds = "renamed", 30
+    trigger = trigger_save(trigger, user=cast["editor"])  # not a use of the connection
+    assert Trigger.objects.get(pk=trigger.pk).name == "renamed"
+    trigger.params = {"connection": "hrdb", "sql": "SELECT who FROM salaries"}
+    with pytest.raises(ValidationError, match="You may not use the connection hrdb"):
+        trigger_save(trigger, user=cast["editor"])
+    trigger.refresh_from_db()
+    trigger.enabled = False
+    trigger = trigger_save(trigger, user=cast["editor"])  # switching it off is always allowed
+    trigger.enabled = True
+    with pytest.raises(ValidationError, match="You may not use the connection hrdb"):
+        trigger_save(trigger, user=cast["editor"])
