@@ -33,7 +33,7 @@ system-deps:
 run-distributed: system-deps $(VENV)/.installed
 	scripts/run-distributed
 
-## bench: the performance suite on loopback servers of its own (~2-3 min); docs/performance.md
+## bench: the performance suite on loopback servers of its own (~17 min, all eight); docs/performance.md
 bench: system-deps $(VENV)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
