@@ -131,6 +131,18 @@ def data_changed_at(dataset: Dataset) -> datetime.datetime | None:
 # -- SQL connections ----------------------------------------------------------------------------
 
 
+def database_of(connection: Connection) -> tuple:
+    """Which database a SQL connection opens: two connections to one database (another user,
+    another name) are one place, where a table belongs to one project."""
+    config = connection.config
+    if connection.kind == Connection.Kind.SQLITE:
+        path = Path(config.get("path") or settings.VAR_DIR / f"{connection.name}.db")
+        return ("sqlite", str(path.resolve()))
+    host = str(config.get("host", "127.0.0.1")).lower()
+    host = "127.0.0.1" if host in ("localhost", "::1") else host
+    return ("postgresql", host, int(config.get("port", 5432)), config.get("database"))
+
+
 @contextmanager
 def sql_connect(connection: Connection, *, read_only: bool = False):
     """A DB-API connection to ``connection``'s database, committed at the end (rolled back on

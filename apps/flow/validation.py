@@ -96,9 +96,13 @@ def dataset_errors(dataset: Dataset) -> dict[str, str]:
         if dataset.path:
             errors["path"] = "Only files datasets have a path; a SQL dataset names its table."
         table = dataset.table_name.lower()
-        same_connection = Q(connection_id=dataset.connection_id)
+        here = storage.database_of(connection)
+        same_database = Q(connection_id__in=[
+            other.pk for other in Connection.objects.filter(kind=connection.kind)
+            if other.pk == connection.pk or storage.database_of(other) == here
+        ])  # fmt: skip
         if not errors and _another_projects(
-            dataset, same_connection, lambda other: other.table_name.lower() == table
+            dataset, same_database, lambda other: other.table_name.lower() == table
         ):
             field = "table" if dataset.table else "name"
             errors[field] = (

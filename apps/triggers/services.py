@@ -218,6 +218,7 @@ def _claim_checks(polled, now: datetime) -> list[Trigger]:
             f"UPDATE {table} AS t SET next_check_at = GREATEST(t.next_check_at + {step}, "
             f"%s + {step} / 2) FROM {scenarios} AS s WHERE s.id = t.scenario_id AND "
             f"t.id IN ({inner}) RETURNING {columns}, s.project_id AS scenario_project_id, "
+            "COALESCE(s.run_as_id, s.updated_by_id) AS scenario_run_as_id, "
             f"EXISTS (SELECT 1 FROM {runs} AS r WHERE r.scenario_id = t.scenario_id AND "
             "r.lane IS NOT NULL) AS scenario_busy"
         )

@@ -7,8 +7,12 @@ training a model on it, read the data as the run-as user without asking.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from apps.dashboards.models import Chart
 from apps.flow.models import Connection, Dataset, Recipe
@@ -17,8 +21,11 @@ from apps.runs.models import StepRun
 from apps.runs.runner import run_execute
 from apps.runs.services import run_start
 from apps.scenarios.models import Scenario, Step
+from apps.triggers.models import Trigger, TriggerEvaluation
+from apps.triggers.services import trigger_save, triggers_tick
 from tests.flow.conftest import pg_connection  # noqa: F401 (a fixture)
 from tests.security.conftest import World
+from tests.triggers.conftest import edition  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 API = "/api/v1/projects/SALES/"
@@ -126,6 +133,50 @@ def test_a_table_of_another_project_cannot_be_named(world: World, cast, api, pg_
     assert named.status_code == 400 and "another project" in named.json()["name"][0]
 
 
+def test_two_connections_to_one_database_do_not_share_a_projects_table(
+    world: World, cast, api, pg_connection, tmp_path
+):
+    """Another connection to the same database (another name, "localhost" for 127.0.0.1)
+    reaches the same tables: a clash is a clash whichever connection names it."""
+    Dataset.objects.create(project=world.hr.project, name="payroll", connection=pg_connection,
+                           format="table")  # fmt: skip
+    host = pg_connection.config["host"]
+    alias = Connection.objects.create(
+        name="alias",
+        kind="postgresql",
+        config={
+            **pg_connection.config,
+            "host": "localhost" if host == "127.0.0.1" else host.upper(),
+        },
+    )
+    Connection.objects.create(name="other_db", kind="postgresql", config={
+        **pg_connection.config, "database": "elsewhere"})  # fmt: skip
+    editor = api(cast["editor"])
+    refused = editor.post(f"{API}datasets/", {"name": "peek", "connection": alias.name,
+                                              "table": "PAYROLL"}, format="json")  # fmt: skip
+    assert refused.status_code == 400 and "another project" in refused.json()["table"][0]
+    elsewhere = editor.post(f"{API}datasets/", {"name": "peek", "connection": "other_db",
+                                                "table": "payroll"}, format="json")  # fmt: skip
+    assert elsewhere.status_code == 201, elsewhere.json()
+    # SQLite: two paths to one file are one database.
+    (tmp_path / "sub").mkdir()
+    Connection.objects.create(name="lite", kind="sqlite",
+                              config={"path": str(tmp_path / "hr.sqlite3")})  # fmt: skip
+    Connection.objects.create(
+        name="lite2", kind="sqlite", config={"path": str(tmp_path / "sub" / ".." / "hr.sqlite3")}
+    )
+    Dataset.objects.create(
+        project=world.hr.project,
+        name="staff",
+        connection=Connection.objects.get(name="lite"),
+        format="table",
+    )
+    sqlite_refused = editor.post(f"{API}datasets/", {"name": "staff", "connection": "lite2"},
+                                 format="json")  # fmt: skip
+    assert sqlite_refused.status_code == 400, sqlite_refused.json()
+    assert "another project" in sqlite_refused.json()["name"][0]
+
+
 def test_two_connections_on_one_folder_do_not_share_a_projects_file(world: World, cast, api):
     """Connections without a root share VAR_DIR/data: a clash is a clash whichever it is."""
     hr_side = Connection.objects.create(name="hr-files", kind="filesystem", config={})
@@ -136,6 +187,23 @@ def test_two_connections_on_one_folder_do_not_share_a_projects_file(world: World
                                        "path": "hr-only/pay.csv"}, format="json")  # fmt: skip
     assert refused.status_code == 400
     assert "another project's dataset" in refused.json()["path"][0]
+
+
+def test_flow_check_lists_datasets_that_clashed_before_the_rule(world: World):
+    """Datasets saved before the clash rule are not refused after the fact: flow_check names
+    them (both sides) for an administrator, and exits non-zero."""
+    files = Connection.objects.get(name="files")
+    for project in (world.hr.project, world.sales.project):  # saved past the API's checks
+        Dataset.objects.create(project=project, name="ledger", connection=files, format="csv")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="2 problem"):
+        call_command("flow_check", stdout=out)
+    listed = sorted(line.split(":")[0] for line in out.getvalue().splitlines())
+    assert listed == [f"{world.hr.project.key}/ledger", f"{world.sales.project.key}/ledger"]
+    Dataset.objects.filter(project=world.sales.project, name="ledger").delete()
+    out = io.StringIO()
+    call_command("flow_check", stdout=out)
+    assert out.getvalue().strip() == "Every dataset passes."
 
 
 def test_a_folder_of_parts_read_while_a_part_arrives(world: World, tmp_path):
@@ -152,3 +220,33 @@ def test_a_folder_of_parts_read_while_a_part_arrives(world: World, tmp_path):
     with duckdb_connect(datasets=[dataset]) as con:
         (parts / "p2.csv").write_text("a\n2\n")
         assert con.execute(f"SELECT sum(a) FROM {duckdb_source(dataset)}").fetchone() == (3,)
+
+
+def test_a_dataset_change_trigger_watches_restricted_data_only_for_its_group(
+    world: World, cast, vault, edition
+):
+    """Watching reads the data (when a file changes, a SQLite table's row count): a trigger
+    whose run-as user is outside the group records an error instead, in the tick's batch."""
+    edition("team")
+    scenario = Scenario.objects.create(project=world.sales.project, name="watch pay",
+                                       run_as=cast["editor"])  # fmt: skip
+    trigger = trigger_save(Trigger(scenario=scenario, name="pay", kind="dataset_change",
+                                   params={"datasets": ["payroll"]}, check_interval_seconds=1),
+                           user=cast["owner"])  # fmt: skip
+
+    def tick() -> TriggerEvaluation:
+        Trigger.objects.filter(pk=trigger.pk).update(next_check_at=timezone.now())
+        triggers_tick()
+        return TriggerEvaluation.objects.filter(trigger=trigger).latest("pk")
+
+    refused = tick()
+    assert (refused.result, refused.message) == (
+        "error",
+        "The scenario's run-as user may not use the connection vault of payroll.",
+    )
+    trigger.refresh_from_db()
+    assert trigger.state == {}  # nothing of the data was recorded
+    cast["editor"].groups.add(Group.objects.get(name="finance"))
+    assert tick().result == "unchanged"  # the baseline, now that the editor may read it
+    trigger.refresh_from_db()
+    assert "seen" in trigger.state

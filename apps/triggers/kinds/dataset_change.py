@@ -42,19 +42,25 @@ class DatasetChange(TriggerKind):
         self._prints: dict[int, str] = {}  # dataset id → fingerprint, read once per tick
         self._wholes: dict[tuple, str] = {}
         self._datasets: dict[tuple, object] = {}  # (project id, name) → dataset
+        self._usable: dict[tuple, bool] = {}  # (connection id, run-as user id) → may read it
 
     def prefetch(self, triggers):
-        from apps.flow.models import Dataset
+        from apps.flow.models import Connection, Dataset
         from apps.scenarios.models import Scenario
+        from apps.system.shared_resources import usable_pairs
 
         names = {name for trigger in triggers for name in trigger.params["datasets"]}
-        # A tick's claim brings each trigger's project along; others are looked up.
-        project_of = {t.scenario_id: getattr(t, "scenario_project_id", None) for t in triggers}
-        unknown = [pk for pk, project in project_of.items() if project is None]
-        if unknown:
-            project_of.update(
-                Scenario.objects.filter(pk__in=unknown).values_list("pk", "project_id")
-            )
+        # A tick's claim brings each trigger's project and run-as user; others are looked up.
+        project_of, run_as_of = {}, {}
+        for t in triggers:
+            if hasattr(t, "scenario_project_id"):
+                project_of[t.scenario_id] = t.scenario_project_id
+                run_as_of[t.scenario_id] = t.scenario_run_as_id
+        unknown = {t.scenario_id for t in triggers} - project_of.keys()
+        for pk, project, run_as, updated_by in Scenario.objects.filter(pk__in=unknown).values_list(
+            "pk", "project_id", "run_as_id", "updated_by_id"
+        ):
+            project_of[pk], run_as_of[pk] = project, run_as or updated_by
         wanted = {
             (project_of.get(t.scenario_id), name) for t in triggers for name in t.params["datasets"]
         }
@@ -70,6 +76,13 @@ class DatasetChange(TriggerKind):
             project = project_of.get(trigger.scenario_id)
             keys = [(project, name) for name in trigger.params["datasets"]]
             trigger.watched = [found[key] for key in keys if key in found]
+            trigger.run_as_id = run_as_of.get(trigger.scenario_id)
+        # Watching reads the data (row counts, change times): only as someone who may use it.
+        pairs = {(d.connection_id, t.run_as_id) for t in triggers for d in t.watched}
+        if pairs - self._usable.keys():
+            new = pairs - self._usable.keys()
+            usable = usable_pairs(Connection, new)
+            self._usable.update((pair, pair in usable) for pair in new)
 
     def _print(self, dataset) -> str:
         if dataset.pk not in self._prints:
@@ -82,6 +95,13 @@ class DatasetChange(TriggerKind):
         datasets = trigger.watched
         if len(datasets) != len(trigger.params["datasets"]):
             return Evaluation("error", "A watched dataset no longer exists.")
+        for dataset in datasets:
+            if not self._usable[dataset.connection_id, trigger.run_as_id]:
+                return Evaluation(
+                    "error",
+                    f"The scenario's run-as user may not use the connection "
+                    f"{dataset.connection.name} of {dataset.name}.",
+                )
         try:
             prints = {d.name: self._print(d) for d in datasets}
         except (OSError, psycopg.Error, sqlite3.Error) as error:
