@@ -64,8 +64,17 @@ def _sql(recipe, inputs, outputs, run) -> dict[str, int]:
 
 
 def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> tuple[int, list]:
+    """The recipe's query over its inputs, named as datasets: common table expressions first,
+    else (a statement a WITH may not lead, a CTE of the recipe's own with an input's name)
+    views. A view is bound twice, made and then used, and binding a CSV samples the file: on
+    5M rows, 20 ms each time."""
+    with_inputs = _with_inputs(recipe.code, inputs)
     con = storage.duckdb_connect(datasets=inputs, files=[storage.staging_path(output)])
     try:
+        try:
+            return storage.copy_query_to_files(output, con, with_inputs)
+        except (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException):
+            pass  # refused while binding, before any row: the views answer as they always did
         for dataset in inputs:
             con.execute(
                 f"CREATE TEMP VIEW {quote(dataset.name)} AS SELECT * FROM "
@@ -76,6 +85,29 @@ def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> tuple
         raise FlowError(f"SQL recipe {recipe.name}: {error}") from None
     finally:
         con.close()
+
+
+def _with_inputs(sql: str, inputs: list[Dataset]) -> str:
+    """``sql`` with each input as an inlined (NOT MATERIALIZED: read where used, like a view)
+    common table expression, merged into the statement's own WITH [RECURSIVE] if it has one."""
+    if not inputs:
+        return sql
+    ctes = ", ".join(
+        f"{quote(d.name)} AS NOT MATERIALIZED (SELECT * FROM {storage.duckdb_source(d)})"
+        for d in inputs
+    )
+    tokens = duckdb.tokenize(sql)  # (start, kind): the statement's words, not its comments
+    ends = [at for at, _ in tokens[1:]] + [len(sql)]
+    words = [
+        (at, sql[at:end].strip().lower())
+        for (at, kind), end in zip(tokens, ends, strict=True)
+        if kind != duckdb.token_type.comment
+    ]
+    if not words or words[0][1] != "with":
+        return f"WITH {ctes}\n{sql}"
+    recursive = len(words) > 1 and words[1][1] == "recursive"
+    rest = sql[words[2 if recursive else 1][0] :] if len(words) > 1 + recursive else ""
+    return f"WITH {'RECURSIVE ' if recursive else ''}{ctes},\n{rest}"
 
 
 def _sql_in_database(recipe: Recipe, output: Dataset) -> int:

@@ -94,6 +94,70 @@ def test_broken_sql_names_the_recipe_and_the_error(orders_flow, recipe_run):
     assert fresh(orders_flow["clean"]).built_at is None
 
 
+@pytest.mark.parametrize(
+    ("code", "rows"),
+    [
+        ("SELECT order_id FROM raw_orders WHERE status = 'ok'", 4),
+        ("FROM raw_orders SELECT order_id", 5),  # DuckDB's FROM first
+        (
+            "-- a comment\nwith /* another */ ok AS (SELECT * FROM raw_orders WHERE status = 'ok')"
+            " SELECT order_id FROM ok",
+            4,
+        ),
+        (
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3) "
+            "SELECT order_id FROM raw_orders, n WHERE order_id = i",
+            3,
+        ),
+        ("(SELECT order_id FROM raw_orders) UNION ALL (SELECT 9)", 6),
+        # A WITH may not lead these: the inputs are views, as ever.
+        (
+            "WITH raw_orders AS (SELECT * FROM temp.raw_orders WHERE day = '2026-01-01') "
+            "SELECT order_id FROM raw_orders",
+            2,
+        ),  # a CTE of the input's name
+        ("SELECT order_id FROM temp.raw_orders", 5),  # the view, by its schema
+        ("SUMMARIZE raw_orders", 4),  # a row per column
+    ],
+)
+def test_a_sql_recipe_reads_its_inputs_by_name_whatever_the_statement(
+    orders_flow, recipe_run, code, rows
+):
+    Recipe.objects.filter(name="clean").update(code=code)
+    run, _ = recipe_run
+    engine.build([fresh(orders_flow["clean"])], "only", run)
+    assert fresh(orders_flow["clean"]).row_count == rows
+
+
+def test_a_built_csv_is_read_as_it_was_written(orders_flow, project, recipe_run):
+    """One column of "a;b;…" values: DuckDB's sniffer, guessing the dialect, read three
+    columns. A file a build wrote (and nobody changed since) is read with the dialect it was
+    written in; a file changed by hand is sniffed again."""
+    Recipe.objects.filter(name="clean").update(
+        code="SELECT 'x;y;' || order_id AS note FROM raw_orders"
+    )
+    files = orders_flow["clean"].connection
+    notes = Dataset.objects.create(project=project, name="notes", connection=files,
+                                   format="csv", path="notes.csv")  # fmt: skip
+    again = Recipe.objects.create(project=project, name="again", kind="sql",
+                                  code="SELECT note FROM orders_clean")  # fmt: skip
+    again.inputs.set([orders_flow["clean"]])
+    again.outputs.set([notes])
+    run, _ = recipe_run
+    engine.build([fresh(notes)], "missing", run)
+    clean = fresh(orders_flow["clean"])
+    assert [c["name"] for c in clean.schema] == ["note"]
+    assert storage.read_schema(clean) == clean.schema
+    assert fresh(notes).row_count == 5
+    assert storage.query_rows(fresh(notes), "SELECT min(note) FROM {source}") == [("x;y;1",)]
+    # Replaced by hand: no longer the build's file, so its dialect is detected.
+    path = orders_flow["root"] / "clean" / "orders_clean.csv"
+    path.write_text("a;b\n1;2\n")
+    later = clean.built_at.timestamp() + 5
+    os.utime(path, (later, later))
+    assert [c["name"] for c in storage.read_schema(fresh(clean))] == ["a", "b"]
+
+
 def test_mixed_connections_need_a_sync(orders_flow, project, recipe_run):
     mixed = Recipe.objects.create(project=project, name="mixed", kind="sql", code="SELECT 1")
     out = Dataset.objects.create(
