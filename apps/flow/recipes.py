@@ -84,7 +84,7 @@ def _sql_duckdb(recipe: Recipe, inputs: list[Dataset], output: Dataset) -> tuple
     except duckdb.Error as error:
         raise FlowError(f"SQL recipe {recipe.name}: {error}") from None
     finally:
-        con.close()
+        storage.close_later(con)
 
 
 def _with_inputs(sql: str, inputs: list[Dataset]) -> str:

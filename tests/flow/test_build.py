@@ -180,3 +180,29 @@ def test_a_path_cannot_leave_the_connection_root(orders_flow, project):
     )
     with pytest.raises(FlowError, match="leaves the connection's root"):
         files_path(evil)
+
+
+def test_a_process_ends_cleanly_while_a_connection_closes_in_the_background(tmp_path):
+    """close_later's thread closes after the caller has gone on; the interpreter waits for it
+    at exit (a daemon thread stopped inside DuckDB's close aborted the process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import django; django.setup()\n"
+        "from apps.flow import storage\n"
+        "con = storage.duckdb_connect()\n"
+        "con.execute('CREATE TEMP TABLE t AS SELECT i, i % 7 AS k FROM range(3000000) r(i)')\n"
+        "assert con.execute('SELECT count(DISTINCT k) FROM t').fetchone() == (7,)\n"
+        "storage.close_later(con)\n"
+        "print('done')\n"
+    )
+    env = {
+        **os.environ,
+        "CADENZA_VAR_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    env.pop("DATABASE_URL", None), env.pop("REDIS_URL", None)
+    ended = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
+    assert (ended.returncode, ended.stdout.strip()) == (0, "done"), ended.stderr[-2000:]
