@@ -97,7 +97,9 @@ class TriggerForm(forms.ModelForm):
             try:
                 data["params"] = trigger_validate(data["kind"], params)
                 if data.get("enabled") and {"kind", "params", "enabled"} & set(self.changed_data):
-                    trigger_check_use(data["kind"], data["params"], self.user)
+                    trigger_check_use(
+                        data["kind"], data["params"], self.user, self._project_id(data)
+                    )
             except ValidationError as error:
                 self.add_error(None, error)
         if "kind" in data and self.has_changed():
@@ -105,6 +107,12 @@ class TriggerForm(forms.ModelForm):
             if refusal:
                 self.add_error("kind", refusal)
         return data
+
+    def _project_id(self, data) -> int | None:
+        scenario = data.get("scenario") or self.scenario
+        if scenario is None and self.instance.scenario_id:
+            scenario = self.instance.scenario
+        return scenario and scenario.project_id
 
     def _refusal(self, data) -> str:
         """Why the user may not save a trigger of this kind (license, profile, code), if so."""

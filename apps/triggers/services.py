@@ -62,10 +62,10 @@ def trigger_validate(kind: str, params) -> dict:
     return dict(serializer.validated_data)
 
 
-def trigger_check_use(kind: str, params: dict, user) -> None:
+def trigger_check_use(kind: str, params: dict, user, project_id: int | None) -> None:
     """ValidationError on ``params`` when ``user`` may not use what valid params name (a
-    SQL trigger's connection outside their groups)."""
-    refusal = get_kind(kind)().refusal(params, user)
+    SQL trigger's connection, a watched dataset's, outside their groups)."""
+    refusal = get_kind(kind)().refusal(params, user, project_id)
     if refusal:
         raise ValidationError({"params": [refusal]})
 
@@ -87,7 +87,7 @@ def trigger_save(trigger: Trigger, *, user) -> Trigger:
         raise PermissionDenied(gate.reason)
     trigger.params = trigger_validate(trigger.kind, trigger.params)
     if trigger.enabled and _use_changes(trigger):
-        trigger_check_use(trigger.kind, trigger.params, user)
+        trigger_check_use(trigger.kind, trigger.params, user, trigger.scenario.project_id)
     trigger.suspended_reason = ""
     _sync_schedule(trigger)
     trigger.save()

@@ -133,6 +133,23 @@ def test_a_table_of_another_project_cannot_be_named(world: World, cast, api, pg_
     assert named.status_code == 400 and "another project" in named.json()["name"][0]
 
 
+def test_a_dataset_change_trigger_on_restricted_data_needs_a_writer_of_its_group(
+    world: World, cast, api, vault, edition
+):
+    edition("team")
+    scenario = Scenario.objects.create(project=world.sales.project, name="watch")
+    body = {"scenario": scenario.pk, "name": "pay", "kind": "dataset_change",
+            "params": {"datasets": ["payroll"]}}  # fmt: skip
+    refused = api(cast["editor"]).post(f"{API}triggers/", body, format="json")
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "params": ["datasets: You may not use the connection vault (of payroll)."]
+    }
+    assert not Trigger.objects.filter(scenario=scenario).exists()
+    made = api(cast["owner"]).post(f"{API}triggers/", body, format="json")  # in finance
+    assert made.status_code == 201, made.json()
+
+
 def test_two_connections_to_one_database_do_not_share_a_projects_table(
     world: World, cast, api, pg_connection, tmp_path
 ):

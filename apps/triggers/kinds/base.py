@@ -29,9 +29,9 @@ class TriggerKind:
     class Params(serializers.Serializer):
         pass
 
-    def refusal(self, params: dict, user) -> str | None:
-        """Why ``user`` may not save a trigger with these (valid) params, e.g. a connection
-        they may not use, as ``"<param>: <reason>"``; None when they may."""
+    def refusal(self, params: dict, user, project_id: int | None) -> str | None:
+        """Why ``user`` may not save a trigger with these (valid) params in the project, e.g.
+        a connection they may not use, as ``"<param>: <reason>"``; None when they may."""
         return None
 
     def prefetch(self, triggers: list) -> None:

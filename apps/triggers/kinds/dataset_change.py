@@ -44,6 +44,18 @@ class DatasetChange(TriggerKind):
         self._datasets: dict[tuple, object] = {}  # (project id, name) → dataset
         self._usable: dict[tuple, bool] = {}  # (connection id, run-as user id) → may read it
 
+    def refusal(self, params: dict, user, project_id: int | None) -> str | None:
+        from apps.flow.models import Dataset
+
+        watched = Dataset.objects.filter(project_id=project_id, name__in=params["datasets"])
+        for dataset in watched.select_related("connection").order_by("name"):
+            if not dataset.connection.usable_by(user):
+                return (
+                    f"datasets: You may not use the connection {dataset.connection.name} "
+                    f"(of {dataset.name})."
+                )
+        return None  # a dataset not made yet is an error when evaluated, as ever
+
     def prefetch(self, triggers):
         from apps.flow.models import Connection, Dataset
         from apps.scenarios.models import Scenario

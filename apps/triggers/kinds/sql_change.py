@@ -19,7 +19,7 @@ class SqlChange(TriggerKind):
         connection = serializers.CharField()
         sql = serializers.CharField(help_text="One read-only statement: its result is watched.")
 
-    def refusal(self, params: dict, user) -> str | None:
+    def refusal(self, params: dict, user, project_id: int | None) -> str | None:
         from apps.flow.models import Connection
 
         connection = Connection.objects.filter(name=params["connection"]).first()
