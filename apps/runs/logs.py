@@ -40,7 +40,7 @@ class LogWriter:
         self,
         run_id: int,
         *,
-        interval: float = 0.01,
+        interval: float = 0.005,
         grace: float = 0.05,
         batch: int = 500,
         last_seq: int | None = None,
